@@ -1,8 +1,34 @@
-/* main.c - placeholder entry point; replaced by the CLI (see cli work). */
+/*
+ * main.c - the entry point: process-wide setup that must happen before any thread exists,
+ * then the command line (cli.c) or, when run as a mount(8) helper, mount_helper.c.
+ *
+ * Library init: the HTTP engine calls curl_global_init when the first engine is created,
+ * which every subcommand does on this (still single) thread before starting others.
+ */
 #include "config.h"
-#include <stdio.h>
-int main(void)
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "cli.h"
+#include "log.h"
+
+#if defined(__has_include)
+#if __has_include("mount.h") && __has_include("mount_helper.h")
+#include "mount_helper.h"
+#define MAIN_HAVE_MOUNT_HELPER 1
+#endif
+#endif
+
+int main(int argc, char **argv)
 {
-	puts(PACKAGE_STRING);
-	return 0;
+	/* A peer that closes a connection, or `objfs cat | head`, must not kill us: write()
+	 * returns EPIPE instead. libcurl is told CURLOPT_NOSIGNAL by the engine. */
+	signal(SIGPIPE, SIG_IGN);
+	log_init("objfs", LOG_LEVEL_WARN, false);
+#ifdef MAIN_HAVE_MOUNT_HELPER
+	if (mount_helper_wanted(argc, argv))
+		return mount_helper_main(argc, argv);
+#endif
+	return cli_main(argc, argv);
 }
