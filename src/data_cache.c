@@ -1,0 +1,1164 @@
+/*
+ * data_cache.c - owns the on-disk data cache of data_cache.h: the index of cached object
+ * versions, one sparse file per version under cache_dir/data/, the state of every block, the
+ * LRU list of present blocks, the read-ahead queue and its worker threads.
+ *
+ * Locking: one mutex, dc->lock, guards every field of struct data_cache and every version,
+ * block, handle and job. It is never held across a store call or while data is copied out
+ * of a cache file. It is held across small local calls (open, unlink, fallocate) so that a
+ * hole is never punched into a block that another thread has started to refill.
+ * Condition variables:
+ *   dc->block_changed  a block left FETCHING (it is PRESENT, or ABSENT again), or a job ended;
+ *   dc->work_ready     a read-ahead job was queued, or the cache is stopping.
+ *
+ * A block goes ABSENT -> FETCHING (by a reader in the foreground, or by a read-ahead job)
+ * -> PRESENT, or back to ABSENT after an error or a cancel; PRESENT -> ABSENT by eviction,
+ * which never takes a pinned block (a reader is copying out of it). Space is reserved
+ * before a fetch starts, so present + fetching bytes never exceed max_bytes.
+ *
+ * The cache is not persistent: nothing records across mounts which blocks of a file hold
+ * valid data, so data_cache_create empties cache_dir/data and destroy removes the files.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "data_cache.h"
+#include "log.h"
+
+#define DC_DEFAULT_BLOCK (1024 * 1024)
+#define DC_DEFAULT_WORKERS 8
+#define DC_INITIAL_BUCKETS 64
+/* After a read-ahead of a version fails, read ahead of it again only after this long: a
+ * failing store should not get a failing background GET for every read. */
+#define DC_READ_AHEAD_PAUSE_MS 1000
+/* dc_fetch_run could not reserve room in the cache: serve the read without caching. */
+#define DC_NO_ROOM ENOBUFS
+
+enum dc_state { DC_ABSENT = 0, DC_FETCHING, DC_PRESENT };
+
+struct dc_version;
+struct dc_job;
+
+struct dc_block {
+	struct dc_block *lru_prev, *lru_next; /* dc->lru while PRESENT */
+	struct dc_version *v;                 /* set while PRESENT (for the LRU walk) */
+	struct dc_job *job;                   /* FETCHING by read-ahead: its job; else NULL */
+	uint32_t pins;                        /* readers copying out of it */
+	uint32_t waiters;                     /* readers waiting for FETCHING to end */
+	uint8_t state;                        /* enum dc_state */
+};
+
+/* One object version. Lives while a handle or a job uses it, or while it holds blocks and
+ * has not been dropped. Dropped (etag changed, invalidated, stale): out of the index, file
+ * unlinked, freed when its last handle closes. */
+struct dc_version {
+	struct dc_version *hash_next; /* dc->buckets chain, while !dropped */
+	struct store *st;
+	char *key;
+	char *etag;       /* "" when unknown */
+	char *path;       /* its cache file */
+	uint64_t size, nblocks;
+	/* Calloc'd: the kernel hands out zero pages lazily, so a huge object whose few blocks
+	 * are read costs only the pages of the array it touches. */
+	struct dc_block *blocks;
+	int fd;           /* -1 while no handle or job uses the version */
+	unsigned n_open;  /* handles not yet freed (closing ones included) */
+	unsigned n_jobs;  /* read-ahead jobs queued or running */
+	uint64_t n_present;
+	int64_t read_ahead_paused_until; /* dc_now_ms() */
+	bool dropped;
+	struct data_cache_file *handles; /* handles that may still read (have a window) */
+	struct dc_job *jobs;             /* its read-ahead jobs */
+};
+
+/* A read-ahead of one block. */
+struct dc_job {
+	struct dc_job *queue_prev, *queue_next; /* dc->queue while queued */
+	struct dc_job *v_prev, *v_next;         /* v->jobs */
+	struct dc_version *v;
+	uint64_t block;
+	volatile int cancel; /* read by the store while running */
+	bool running;
+};
+
+struct data_cache_file {
+	struct data_cache *dc;
+	struct dc_version *v;
+	struct data_cache_file *prev, *next; /* v->handles */
+	/* The reader's stream, protected by dc->lock: */
+	uint64_t next_off;       /* end of the furthest read of the current stream */
+	uint64_t win_lo, win_hi; /* blocks [lo, hi) it reads now or reads ahead */
+	bool has_read, sequential;
+};
+
+struct data_cache {
+	char *data_dir;
+	uint64_t max_bytes, block_size, read_ahead;
+	unsigned n_workers;
+	pthread_t *workers;
+
+	pthread_mutex_t lock;
+	pthread_cond_t block_changed;
+	pthread_cond_t work_ready;
+	/* protected by lock: */
+	struct dc_version **buckets; /* current versions by key */
+	size_t n_buckets, n_versions;
+	struct dc_block *lru_head, *lru_tail; /* head = least recently used */
+	struct dc_job *queue_head, *queue_tail;
+	uint64_t present_bytes, fetching_bytes;
+	uint64_t name_seq;
+	bool stopping;
+	bool punch_warned;
+	struct data_cache_stats stats;
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static uint64_t dc_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t dc_block_len(const struct data_cache *dc, const struct dc_version *v, uint64_t i)
+{
+	return dc_min(dc->block_size, v->size - i * dc->block_size);
+}
+
+static uint64_t dc_block_index(const struct dc_version *v, const struct dc_block *b)
+{
+	return (uint64_t)(b - v->blocks);
+}
+
+static int64_t dc_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int dc_pread_full(int fd, void *buf, uint64_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (n == 0)
+			return EIO; /* the cache file lost data: truncated behind our back */
+		p += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+#ifdef OBJFS_DEBUG_CHECKS
+static void dc_check(const struct data_cache *dc)
+{
+	uint64_t sum = 0;
+	for (const struct dc_block *b = dc->lru_head; b; b = b->lru_next) {
+		if (b->state != DC_PRESENT || !b->v)
+			abort();
+		sum += dc_block_len(dc, b->v, dc_block_index(b->v, b));
+	}
+	if (sum != dc->present_bytes || dc->present_bytes + dc->fetching_bytes > dc->max_bytes)
+		abort();
+}
+#define DC_CHECK(dc) dc_check(dc)
+#else
+#define DC_CHECK(dc) ((void)0)
+#endif
+
+/* ---- LRU ---------------------------------------------------------------------------- */
+
+static void dc_lru_remove(struct data_cache *dc, struct dc_block *b)
+{
+	if (b->lru_prev)
+		b->lru_prev->lru_next = b->lru_next;
+	else
+		dc->lru_head = b->lru_next;
+	if (b->lru_next)
+		b->lru_next->lru_prev = b->lru_prev;
+	else
+		dc->lru_tail = b->lru_prev;
+	b->lru_prev = b->lru_next = NULL;
+}
+
+static void dc_lru_append(struct data_cache *dc, struct dc_block *b)
+{
+	b->lru_next = NULL;
+	b->lru_prev = dc->lru_tail;
+	if (dc->lru_tail)
+		dc->lru_tail->lru_next = b;
+	else
+		dc->lru_head = b;
+	dc->lru_tail = b;
+}
+
+static void dc_lru_touch(struct data_cache *dc, struct dc_block *b)
+{
+	if (dc->lru_tail != b) {
+		dc_lru_remove(dc, b);
+		dc_lru_append(dc, b);
+	}
+}
+
+/* ---- index ---------------------------------------------------------------------------- */
+
+static size_t dc_hash(const struct data_cache *dc, const char *key)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (size_t)(h & (dc->n_buckets - 1));
+}
+
+static struct dc_version *dc_lookup(struct data_cache *dc, struct store *st, const char *key)
+{
+	for (struct dc_version *v = dc->buckets[dc_hash(dc, key)]; v; v = v->hash_next)
+		if (v->st == st && strcmp(v->key, key) == 0)
+			return v;
+	return NULL;
+}
+
+static void dc_index_grow(struct data_cache *dc)
+{
+	size_t old_n = dc->n_buckets;
+	struct dc_version **old = dc->buckets;
+	struct dc_version **nb = calloc(old_n * 2, sizeof(*nb));
+
+	if (!nb)
+		return; /* longer chains, still correct */
+	dc->buckets = nb;
+	dc->n_buckets = old_n * 2;
+	for (size_t i = 0; i < old_n; i++) {
+		struct dc_version *v = old[i], *next;
+		for (; v; v = next) {
+			size_t h = dc_hash(dc, v->key);
+			next = v->hash_next;
+			v->hash_next = nb[h];
+			nb[h] = v;
+		}
+	}
+	free(old);
+}
+
+static void dc_index_insert(struct data_cache *dc, struct dc_version *v)
+{
+	if (dc->n_versions >= 2 * dc->n_buckets)
+		dc_index_grow(dc);
+	size_t h = dc_hash(dc, v->key);
+	v->hash_next = dc->buckets[h];
+	dc->buckets[h] = v;
+	dc->n_versions++;
+}
+
+static void dc_index_remove(struct data_cache *dc, struct dc_version *v)
+{
+	for (struct dc_version **pp = &dc->buckets[dc_hash(dc, v->key)]; *pp; pp = &(*pp)->hash_next)
+		if (*pp == v) {
+			*pp = v->hash_next;
+			v->hash_next = NULL;
+			dc->n_versions--;
+			return;
+		}
+}
+
+/* ---- versions ------------------------------------------------------------------------- */
+
+static void dc_version_free_memory(struct dc_version *v)
+{
+	free(v->blocks);
+	free(v->path);
+	free(v->etag);
+	free(v->key);
+	free(v);
+}
+
+/* Free v with its blocks and file. Needs n_open == 0 and n_jobs == 0. */
+static void dc_version_free(struct data_cache *dc, struct dc_version *v)
+{
+	if (v->n_present > 0) {
+		struct dc_block *b = dc->lru_head, *next;
+		for (; b; b = next) {
+			next = b->lru_next;
+			if (b->v != v)
+				continue;
+			dc_lru_remove(dc, b);
+			dc->present_bytes -= dc_block_len(dc, v, dc_block_index(v, b));
+		}
+	}
+	if (!v->dropped) {
+		dc_index_remove(dc, v);
+		if (unlink(v->path) != 0 && errno != ENOENT)
+			log_warn("cannot remove cache file '%s': %s", v->path, strerror(errno));
+	}
+	if (v->fd >= 0)
+		close(v->fd);
+	dc_version_free_memory(v);
+}
+
+/* Called when a version may have become unused: free it, or just close its file. */
+static void dc_version_idle(struct data_cache *dc, struct dc_version *v)
+{
+	if (v->n_open > 0 || v->n_jobs > 0)
+		return;
+	if (v->dropped || v->n_present == 0) {
+		dc_version_free(dc, v);
+	} else if (v->fd >= 0) {
+		close(v->fd); /* keep descriptors few: reopened by the next data_cache_open */
+		v->fd = -1;
+	}
+}
+
+/* Take v out of the index (its key now names newer data) and unlink its file; readers that
+ * have it open keep their descriptor. */
+static void dc_version_drop(struct data_cache *dc, struct dc_version *v)
+{
+	if (v->dropped)
+		return;
+	dc_index_remove(dc, v);
+	if (unlink(v->path) != 0 && errno != ENOENT)
+		log_warn("cannot remove cache file '%s': %s", v->path, strerror(errno));
+	v->dropped = true;
+	dc_version_idle(dc, v);
+}
+
+static int dc_version_create(struct data_cache *dc, struct store *st, const char *key,
+			     const char *etag, uint64_t size, struct dc_version **out)
+{
+	struct dc_version *v = calloc(1, sizeof(*v));
+	char hex[2 * CRYPTO_SHA256_LEN + 1];
+	char *id = NULL;
+	int r = ENOMEM, n;
+
+	if (!v)
+		return ENOMEM;
+	v->fd = -1;
+	v->st = st;
+	v->size = size;
+	v->nblocks = size == 0 ? 0 : (size - 1) / dc->block_size + 1;
+	v->key = strdup(key);
+	v->etag = strdup(etag);
+	if (!v->key || !v->etag)
+		goto fail;
+	if (v->nblocks > 0 && !(v->blocks = calloc(v->nblocks, sizeof(*v->blocks))))
+		goto fail;
+	/* The store pointer and a sequence number make the name unique within this mount. */
+	n = asprintf(&id, "%s\n%p\n%s\n%s\n%" PRIu64 "\n%" PRIu64, st->ops->kind, (void *)st, key,
+		     etag, size, ++dc->name_seq);
+	if (n < 0) {
+		id = NULL;
+		goto fail;
+	}
+	crypto_sha256_hex(id, (size_t)n, hex);
+	if (asprintf(&v->path, "%s/%s", dc->data_dir, hex) < 0) {
+		v->path = NULL;
+		goto fail;
+	}
+	v->fd = open(v->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (v->fd < 0) {
+		r = errno;
+		log_warn("cannot create cache file '%s': %s", v->path, strerror(r));
+		goto fail;
+	}
+	free(id);
+	dc_index_insert(dc, v);
+	*out = v;
+	return 0;
+fail:
+	free(id);
+	dc_version_free_memory(v);
+	return r;
+}
+
+/* ---- eviction ------------------------------------------------------------------------- */
+
+static bool dc_in_window(const struct dc_version *v, uint64_t i)
+{
+	for (const struct data_cache_file *h = v->handles; h; h = h->next)
+		if (h->has_read && i >= h->win_lo && i < h->win_hi)
+			return true;
+	return false;
+}
+
+/* Punch [off, off+len) out of v's file so the disk space is really freed. */
+static void dc_punch(struct data_cache *dc, struct dc_version *v, uint64_t off, uint64_t len)
+{
+	int fd = v->fd >= 0 ? v->fd : open(v->path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != ENOENT)
+			log_warn("cannot open cache file '%s' to free space: %s", v->path,
+				 strerror(errno));
+		return;
+	}
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) != 0 &&
+	    !dc->punch_warned) {
+		dc->punch_warned = true;
+		log_warn("cannot punch holes in cache file '%s': %s; evicted blocks keep their disk "
+			 "space until the file is closed: put cache_dir on ext4, xfs, btrfs or tmpfs",
+			 v->path, strerror(errno));
+	}
+	if (fd != v->fd)
+		close(fd);
+}
+
+static void dc_evict(struct data_cache *dc, struct dc_block *b)
+{
+	struct dc_version *v = b->v;
+	uint64_t i = dc_block_index(v, b), len = dc_block_len(dc, v, i);
+
+	dc_lru_remove(dc, b);
+	b->state = DC_ABSENT;
+	b->v = NULL;
+	dc->present_bytes -= len;
+	v->n_present--;
+	dc->stats.evictions++;
+	if (v->n_present == 0 && v->n_open == 0 && v->n_jobs == 0 && !v->dropped) {
+		dc_version_free(dc, v); /* unlinks the whole file */
+		return;
+	}
+	dc_punch(dc, v, i * dc->block_size, len);
+}
+
+/* The least recently used block that may go. Tier 1: versions nobody has open; tier 2: also
+ * blocks of open versions outside every reader's window; tier 3: any unpinned block. */
+static struct dc_block *dc_pick_victim(struct data_cache *dc, int max_tier)
+{
+	for (int tier = 1; tier <= max_tier; tier++)
+		for (struct dc_block *b = dc->lru_head; b; b = b->lru_next) {
+			if (b->pins > 0)
+				continue;
+			if (tier == 1 && b->v->n_open > 0)
+				continue;
+			if (tier == 2 && dc_in_window(b->v, dc_block_index(b->v, b)))
+				continue;
+			return b;
+		}
+	return NULL;
+}
+
+/* Make room for need more bytes being fetched, evicting up to max_tier. */
+static bool dc_reserve(struct data_cache *dc, uint64_t need, int max_tier)
+{
+	if (need > dc->max_bytes || dc->fetching_bytes > dc->max_bytes - need)
+		return false; /* evicting cannot help */
+	while (dc->present_bytes + dc->fetching_bytes + need > dc->max_bytes) {
+		struct dc_block *b = dc_pick_victim(dc, max_tier);
+		if (!b)
+			return false;
+		dc_evict(dc, b);
+	}
+	dc->fetching_bytes += need;
+	return true;
+}
+
+/* ---- fetching ------------------------------------------------------------------------- */
+
+/* Without the lock: fetch blocks [first, last] of v into its file. The blocks are FETCHING
+ * and owned by the caller, so v->fd and the file range are stable. */
+static int dc_fetch_io(struct data_cache *dc, struct dc_version *v, uint64_t first, uint64_t last,
+		       const struct store_io *io, uint64_t *got)
+{
+	uint64_t off = first * dc->block_size;
+	uint64_t len = dc_min(v->size, (last + 1) * dc->block_size) - off;
+	int r;
+
+	*got = 0;
+	r = v->st->ops->get(v->st, v->key, off, len, v->etag[0] ? v->etag : NULL, io, v->fd,
+			    (off_t)off, got);
+	if (r == 0 && *got < len)
+		r = ESTALE; /* shorter than its listed size: it changed */
+	if (r != 0)
+		fallocate(v->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+	return r;
+}
+
+/* Blocks [first, last] stop FETCHING: PRESENT when r == 0, else ABSENT. */
+static void dc_fetch_done(struct data_cache *dc, struct dc_version *v, uint64_t first,
+			  uint64_t last, int r)
+{
+	for (uint64_t i = first; i <= last; i++) {
+		struct dc_block *b = &v->blocks[i];
+		uint64_t len = dc_block_len(dc, v, i);
+		dc->fetching_bytes -= len;
+		b->job = NULL;
+		if (r == 0) {
+			b->state = DC_PRESENT;
+			b->v = v;
+			dc_lru_append(dc, b);
+			dc->present_bytes += len;
+			v->n_present++;
+		} else {
+			b->state = DC_ABSENT;
+		}
+	}
+	if (r == ESTALE)
+		dc_version_drop(dc, v); /* v has an open handle: not freed here */
+	pthread_cond_broadcast(&dc->block_changed);
+}
+
+static void dc_job_unlink(struct data_cache *dc, struct dc_job *j)
+{
+	struct dc_version *v = j->v;
+
+	if (!j->running) {
+		if (j->queue_prev)
+			j->queue_prev->queue_next = j->queue_next;
+		else
+			dc->queue_head = j->queue_next;
+		if (j->queue_next)
+			j->queue_next->queue_prev = j->queue_prev;
+		else
+			dc->queue_tail = j->queue_prev;
+	}
+	if (j->v_prev)
+		j->v_prev->v_next = j->v_next;
+	else
+		v->jobs = j->v_next;
+	if (j->v_next)
+		j->v_next->v_prev = j->v_prev;
+	v->n_jobs--;
+}
+
+/* A job is over (r == 0: its block is present). */
+static void dc_job_end(struct data_cache *dc, struct dc_job *j, int r)
+{
+	dc_job_unlink(dc, j);
+	if (r != 0 && (j->cancel || r == ECANCELED))
+		dc->stats.readahead_cancelled++;
+	else if (r != 0)
+		j->v->read_ahead_paused_until = dc_now_ms() + DC_READ_AHEAD_PAUSE_MS;
+	dc_fetch_done(dc, j->v, j->block, j->block, r);
+	free(j);
+}
+
+static void dc_job_cancel(struct data_cache *dc, struct dc_job *j)
+{
+	/* Atomic: the store polls the flag without our lock (store_io.cancel). */
+	__atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
+	if (j->running)
+		return; /* the store returns ECANCELED; the worker ends the job */
+	dc_job_end(dc, j, ECANCELED);
+}
+
+/* Cancel v's read-ahead that no reader wants any more. */
+static void dc_cancel_unwanted(struct data_cache *dc, struct dc_version *v)
+{
+	struct dc_job *j = v->jobs, *next;
+
+	for (; j; j = next) {
+		next = j->v_next;
+		if (j->cancel || v->blocks[j->block].waiters > 0 || dc_in_window(v, j->block))
+			continue;
+		dc_job_cancel(dc, j);
+	}
+}
+
+static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
+{
+	struct data_cache *dc = f->dc;
+	struct dc_version *v = f->v;
+
+	for (uint64_t i = from; i < f->win_hi && !dc->stopping; i++) {
+		struct dc_block *b = &v->blocks[i];
+		uint64_t len = dc_block_len(dc, v, i);
+		struct dc_job *j;
+
+		if (b->state != DC_ABSENT)
+			continue;
+		/* Read-ahead may use half the cache, and evicts only what nobody reads now. */
+		if (dc->fetching_bytes + len > dc->max_bytes / 2 || !dc_reserve(dc, len, 2))
+			return;
+		if (!(j = calloc(1, sizeof(*j)))) {
+			dc->fetching_bytes -= len;
+			return;
+		}
+		j->v = v;
+		j->block = i;
+		b->state = DC_FETCHING;
+		b->job = j;
+		j->v_next = v->jobs;
+		if (v->jobs)
+			v->jobs->v_prev = j;
+		v->jobs = j;
+		v->n_jobs++;
+		j->queue_prev = dc->queue_tail;
+		if (dc->queue_tail)
+			dc->queue_tail->queue_next = j;
+		else
+			dc->queue_head = j;
+		dc->queue_tail = j;
+		dc->stats.readahead_started++;
+		pthread_cond_signal(&dc->work_ready);
+	}
+}
+
+/* Follow the reader's stream: sequential or not, its window, read-ahead to start or drop.
+ * A read starting where the previous one ended is sequential; reads a little out of order
+ * (parallel kernel requests) keep the stream; anything else is a seek. */
+static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t len)
+{
+	struct data_cache *dc = f->dc;
+	struct dc_version *v = f->v;
+	uint64_t bs = dc->block_size, end = off + len;
+	bool near = f->has_read && off <= f->next_off + bs && off + 2 * bs >= f->next_off;
+
+	if (f->has_read && off == f->next_off)
+		f->sequential = true;
+	else if (!near)
+		f->sequential = false;
+	if (!near || end > f->next_off)
+		f->next_off = end;
+	f->has_read = true;
+	f->win_lo = off / bs;
+	f->win_hi = (end - 1) / bs + 1;
+	if (f->sequential && dc->n_workers > 0) {
+		uint64_t ra_end = f->next_off + dc_min(dc->read_ahead, v->size);
+		ra_end = dc_min(ra_end, v->size);
+		f->win_hi = dc_min(v->nblocks, (ra_end - 1) / bs + 1);
+		if (f->win_hi < (end - 1) / bs + 1)
+			f->win_hi = (end - 1) / bs + 1;
+	}
+	dc_cancel_unwanted(dc, v);
+	if (f->sequential && dc->n_workers > 0 &&
+	    (v->read_ahead_paused_until == 0 || dc_now_ms() >= v->read_ahead_paused_until))
+		dc_schedule_read_ahead(f, (end - 1) / bs + 1);
+}
+
+static void *dc_worker(void *arg)
+{
+	struct data_cache *dc = arg;
+
+	pthread_mutex_lock(&dc->lock);
+	for (;;) {
+		struct dc_job *j;
+		struct store_io io;
+		uint64_t got;
+		int r;
+
+		while (!dc->stopping && !dc->queue_head)
+			pthread_cond_wait(&dc->work_ready, &dc->lock);
+		if (dc->stopping)
+			break;
+		j = dc->queue_head;
+		dc->queue_head = j->queue_next;
+		if (dc->queue_head)
+			dc->queue_head->queue_prev = NULL;
+		else
+			dc->queue_tail = NULL;
+		j->queue_next = j->queue_prev = NULL;
+		j->running = true;
+		io.priority = STORE_BACKGROUND;
+		io.cancel = &j->cancel;
+		pthread_mutex_unlock(&dc->lock);
+
+		r = dc_fetch_io(dc, j->v, j->block, j->block, &io, &got);
+
+		pthread_mutex_lock(&dc->lock);
+		DC_CHECK(dc);
+		dc->stats.bytes_fetched += got;
+		if (r != 0 && r != ECANCELED && !j->cancel)
+			log_debug("read-ahead of '%s' block %" PRIu64 " failed: %s", j->v->key,
+				  j->block, strerror(r));
+		dc_job_end(dc, j, r);
+	}
+	pthread_mutex_unlock(&dc->lock);
+	return NULL;
+}
+
+static bool dc_fetchable(const struct dc_block *b)
+{
+	return b->state == DC_ABSENT ||
+	       (b->state == DC_FETCHING && b->job && !b->job->running && !b->job->cancel);
+}
+
+/* Locked; blocks[first] is fetchable. Fetch the run of fetchable blocks first..*run_last
+ * (at most last) in one GET, taking over queued read-ahead jobs of those blocks. 0: the run
+ * is PRESENT; DC_NO_ROOM: nothing reserved and nothing changed, the run is first..*run_last;
+ * else the store's error. */
+static int dc_fetch_run(struct data_cache *dc, struct dc_version *v, uint64_t first, uint64_t last,
+			uint64_t *run_last)
+{
+	uint64_t e = first, need = 0, got;
+	int r;
+
+	while (e < last && dc_fetchable(&v->blocks[e + 1]))
+		e++;
+	for (uint64_t i = first; i <= e; i++)
+		if (v->blocks[i].state == DC_ABSENT)
+			need += dc_block_len(dc, v, i);
+	if (!dc_reserve(dc, need, 3)) {
+		uint64_t whole = e;
+		e = first; /* a smaller step: one block */
+		need = v->blocks[first].state == DC_ABSENT ? dc_block_len(dc, v, first) : 0;
+		if (!dc_reserve(dc, need, 3)) {
+			*run_last = whole;
+			return DC_NO_ROOM;
+		}
+	}
+	for (uint64_t i = first; i <= e; i++) {
+		struct dc_block *b = &v->blocks[i];
+		if (b->job) { /* queued read-ahead: its reservation becomes ours */
+			dc_job_unlink(dc, b->job);
+			free(b->job);
+			b->job = NULL;
+		}
+		b->state = DC_FETCHING;
+	}
+	*run_last = e;
+	pthread_mutex_unlock(&dc->lock);
+
+	r = dc_fetch_io(dc, v, first, e, NULL, &got);
+
+	pthread_mutex_lock(&dc->lock);
+	DC_CHECK(dc);
+	dc->stats.bytes_fetched += got;
+	dc_fetch_done(dc, v, first, e, r);
+	return r;
+}
+
+/* Without the lock: read [off, off+len) from the store straight into buf, through a memory
+ * file because the store writes into a descriptor. */
+static int dc_bypass(struct dc_version *v, void *buf, uint64_t off, uint64_t len, uint64_t *got)
+{
+	int fd = memfd_create("objfs-read", MFD_CLOEXEC), r;
+
+	*got = 0;
+	if (fd < 0)
+		return errno;
+	r = v->st->ops->get(v->st, v->key, off, len, v->etag[0] ? v->etag : NULL, NULL, fd, 0, got);
+	if (r == 0 && *got < len)
+		r = ESTALE;
+	if (r == 0)
+		r = dc_pread_full(fd, buf, len, 0);
+	close(fd);
+	return r;
+}
+
+/* Evict everything that nobody reads now: the disk is full. */
+static void dc_drop_for_space(struct data_cache *dc)
+{
+	struct dc_block *b;
+	while ((b = dc_pick_victim(dc, 2)))
+		dc_evict(dc, b);
+}
+
+/* ---- the interface -------------------------------------------------------------------- */
+
+ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64_t off)
+{
+	struct data_cache *dc = f->dc;
+	struct dc_version *v = f->v;
+	uint64_t bs = dc->block_size, end, pos, last, uncounted;
+	bool enospc_retried = false;
+	char *out = buf;
+	int err = 0;
+
+	pthread_mutex_lock(&dc->lock);
+	DC_CHECK(dc);
+	if (len == 0 || off >= v->size) {
+		pthread_mutex_unlock(&dc->lock);
+		return 0;
+	}
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if (len > v->size - off)
+		len = (size_t)(v->size - off);
+	end = off + len;
+	last = (end - 1) / bs;
+	uncounted = off / bs; /* blocks below it are counted in hits or misses already */
+	dc_track_stream(f, off, len);
+
+	for (pos = off; pos < end;) {
+		uint64_t i = pos / bs, run_last, seg_end, got;
+		struct dc_block *b = &v->blocks[i];
+		int r, br;
+
+		if (b->state != DC_ABSENT && !dc_fetchable(b)) {
+			if (i >= uncounted) { /* cached, or on its way already */
+				dc->stats.hits++;
+				uncounted = i + 1;
+			}
+		}
+		if (b->state == DC_FETCHING && !dc_fetchable(b)) { /* another thread fetches it */
+			b->waiters++;
+			while (b->state == DC_FETCHING)
+				pthread_cond_wait(&dc->block_changed, &dc->lock);
+			b->waiters--;
+			continue; /* present now, or absent again after an error: look again */
+		}
+		if (b->state == DC_PRESENT) {
+			run_last = i;
+		} else {
+			r = dc_fetch_run(dc, v, i, last, &run_last);
+			if (run_last >= uncounted) {
+				dc->stats.misses += run_last + 1 - (i > uncounted ? i : uncounted);
+				uncounted = run_last + 1;
+			}
+			if (r == ENOSPC && !enospc_retried) {
+				enospc_retried = true;
+				dc_drop_for_space(dc);
+				continue;
+			}
+			if (r == DC_NO_ROOM || r == ENOSPC) {
+				/* No room in the cache, or none on its disk: read around it. */
+				seg_end = dc_min(end, (run_last + 1) * bs);
+				pthread_mutex_unlock(&dc->lock);
+				br = dc_bypass(v, out + (pos - off), pos, seg_end - pos, &got);
+				pthread_mutex_lock(&dc->lock);
+				dc->stats.bytes_fetched += got;
+				dc->stats.bypass_reads++;
+				if (br != 0) {
+					/* the disk is full and memory too: say the disk */
+					err = r == ENOSPC && (br == ENOMEM || br == ENOSPC) ? ENOSPC
+											    : br;
+					break;
+				}
+				pos = seg_end;
+				continue;
+			}
+			if (r != 0) {
+				err = r;
+				break;
+			}
+		}
+		/* Blocks i..run_last are present: pin them and copy out in one go. */
+		seg_end = dc_min(end, (run_last + 1) * bs);
+		for (uint64_t k = i; k <= run_last; k++) {
+			v->blocks[k].pins++;
+			dc_lru_touch(dc, &v->blocks[k]);
+		}
+		pthread_mutex_unlock(&dc->lock);
+		r = dc_pread_full(v->fd, out + (pos - off), seg_end - pos, pos);
+		pthread_mutex_lock(&dc->lock);
+		for (uint64_t k = i; k <= run_last; k++)
+			v->blocks[k].pins--;
+		if (r != 0) {
+			log_warn("cannot read cache file '%s': %s", v->path, strerror(r));
+			err = r;
+			break;
+		}
+		pos = seg_end;
+	}
+	pthread_mutex_unlock(&dc->lock);
+	return err ? -(ssize_t)err : (ssize_t)len;
+}
+
+struct data_cache_file *data_cache_open(struct data_cache *dc, struct store *st, const char *key,
+					const char *etag, uint64_t size, int *err)
+{
+	struct data_cache_file *f = calloc(1, sizeof(*f));
+	struct dc_version *v;
+	int r = 0;
+
+	if (!etag)
+		etag = "";
+	if (!f) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&dc->lock);
+	v = dc_lookup(dc, st, key);
+	if (v && (strcmp(v->etag, etag) != 0 || v->size != size)) {
+		dc_version_drop(dc, v); /* a new ETag: the old data goes */
+		v = NULL;
+	}
+	if (v && v->fd < 0) {
+		v->fd = open(v->path, O_RDWR | O_CLOEXEC);
+		if (v->fd < 0) {
+			r = errno;
+			log_warn("cannot reopen cache file '%s': %s", v->path, strerror(r));
+			dc_version_drop(dc, v); /* its blocks are gone or unreadable */
+			v = NULL;
+		}
+	}
+	if (!v && (r = dc_version_create(dc, st, key, etag, size, &v)) != 0)
+		goto fail;
+	f->dc = dc;
+	f->v = v;
+	f->next = v->handles;
+	if (v->handles)
+		v->handles->prev = f;
+	v->handles = f;
+	v->n_open++;
+	pthread_mutex_unlock(&dc->lock);
+	return f;
+fail:
+	pthread_mutex_unlock(&dc->lock);
+	free(f);
+	*err = r;
+	return NULL;
+}
+
+void data_cache_close(struct data_cache_file *f)
+{
+	struct data_cache *dc;
+	struct dc_version *v;
+
+	if (!f)
+		return;
+	dc = f->dc;
+	v = f->v;
+	pthread_mutex_lock(&dc->lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		v->handles = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	dc_cancel_unwanted(dc, v);
+	/* The last reader: wait for the cancelled fetches to come back, so that no store call
+	 * for this version outlives the close. f still counts in n_open, which keeps v. */
+	while (!v->handles && v->n_jobs > 0)
+		pthread_cond_wait(&dc->block_changed, &dc->lock);
+	v->n_open--;
+	dc_version_idle(dc, v);
+	pthread_mutex_unlock(&dc->lock);
+	free(f);
+}
+
+void data_cache_invalidate(struct data_cache *dc, const char *key)
+{
+	pthread_mutex_lock(&dc->lock);
+	struct dc_version *v = dc->buckets[dc_hash(dc, key)], *next;
+	for (; v; v = next) {
+		next = v->hash_next;
+		if (strcmp(v->key, key) == 0)
+			dc_version_drop(dc, v);
+	}
+	pthread_mutex_unlock(&dc->lock);
+}
+
+void data_cache_get_stats(struct data_cache *dc, struct data_cache_stats *out)
+{
+	pthread_mutex_lock(&dc->lock);
+	*out = dc->stats;
+	out->bytes_cached = dc->present_bytes;
+	out->bytes_fetching = dc->fetching_bytes;
+	out->max_bytes = dc->max_bytes;
+	pthread_mutex_unlock(&dc->lock);
+}
+
+/* ---- create / destroy ----------------------------------------------------------------- */
+
+/* Remove everything inside the directory open as dfd (closed here). 0 or errno. */
+static int dc_empty_dir(int dfd)
+{
+	DIR *d = fdopendir(dfd);
+	int r = 0;
+
+	if (!d) {
+		r = errno;
+		close(dfd);
+		return r;
+	}
+	for (;;) {
+		struct dirent *e;
+		errno = 0;
+		if (!(e = readdir(d))) {
+			r = errno;
+			break;
+		}
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno == ENOENT)
+			continue;
+		if (errno != EISDIR) {
+			r = errno;
+			break;
+		}
+		int sub = openat(dirfd(d), e->d_name,
+				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			r = errno;
+			break;
+		}
+		if ((r = dc_empty_dir(sub)) != 0)
+			break;
+		if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) != 0) {
+			r = errno;
+			break;
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+/* Make data_dir an empty directory of ours. 0 or errno; *what names the failed step. */
+static int dc_prepare_dir(const char *dir, const char *data_dir, const char **what)
+{
+	int dfd, fd;
+	char *probe = NULL;
+
+	*what = "create";
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return errno;
+	*what = "clear";
+	dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd >= 0) {
+		int r = dc_empty_dir(dfd);
+		if (r != 0)
+			return r;
+	} else if (errno == ENOTDIR || errno == ELOOP) {
+		if (unlink(data_dir) != 0) /* a file or a symlink where our directory goes */
+			return errno;
+	} else if (errno != ENOENT) {
+		return errno;
+	}
+	*what = "create";
+	if (mkdir(data_dir, 0700) != 0 && errno != EEXIST)
+		return errno;
+	*what = "write to";
+	if (asprintf(&probe, "%s/.probe", data_dir) < 0)
+		return ENOMEM;
+	fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, "x", 1) != 1) {
+		int r = fd < 0 ? errno : (errno ? errno : EIO);
+		if (fd >= 0)
+			close(fd);
+		unlink(probe);
+		free(probe);
+		return r;
+	}
+	close(fd);
+	unlink(probe);
+	free(probe);
+	return 0;
+}
+
+static void dc_stop_workers(struct data_cache *dc, unsigned started)
+{
+	pthread_mutex_lock(&dc->lock);
+	dc->stopping = true;
+	/* Jobs exist only while a handle is open, which destroy forbids; be safe anyway. */
+	for (size_t i = 0; i < dc->n_buckets; i++)
+		for (struct dc_version *v = dc->buckets[i]; v; v = v->hash_next)
+			for (struct dc_job *j = v->jobs, *next; j; j = next) {
+				next = j->v_next;
+				dc_job_cancel(dc, j);
+			}
+	pthread_cond_broadcast(&dc->work_ready);
+	pthread_mutex_unlock(&dc->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(dc->workers[i], NULL);
+}
+
+struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *err, size_t errlen)
+{
+	struct data_cache *dc = NULL;
+	const char *what;
+	sigset_t all, old;
+	unsigned started = 0;
+	bool sync_ready = false;
+	int r;
+
+	if (!cfg->dir || !cfg->dir[0]) {
+		snprintf(err, errlen, "no cache directory given: set one with -o cache_dir=DIR");
+		goto fail;
+	}
+	if (!(dc = calloc(1, sizeof(*dc))) || asprintf(&dc->data_dir, "%s/data", cfg->dir) < 0) {
+		if (dc)
+			dc->data_dir = NULL;
+		goto nomem;
+	}
+	dc->block_size = cfg->block_size ? cfg->block_size : DC_DEFAULT_BLOCK;
+	dc->max_bytes = cfg->max_bytes;
+	dc->read_ahead = cfg->read_ahead;
+	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
+	if ((r = dc_prepare_dir(cfg->dir, dc->data_dir, &what)) != 0) {
+		snprintf(err, errlen,
+			 "cannot %s cache directory '%s': %s; fix it or choose another with -o "
+			 "cache_dir=DIR",
+			 what, dc->data_dir, strerror(r));
+		goto fail;
+	}
+	dc->n_buckets = DC_INITIAL_BUCKETS;
+	dc->buckets = calloc(dc->n_buckets, sizeof(*dc->buckets));
+	dc->workers = calloc(dc->n_workers ? dc->n_workers : 1, sizeof(*dc->workers));
+	if (!dc->buckets || !dc->workers)
+		goto nomem;
+	pthread_mutex_init(&dc->lock, NULL);
+	pthread_cond_init(&dc->block_changed, NULL);
+	pthread_cond_init(&dc->work_ready, NULL);
+	sync_ready = true;
+
+	/* Workers inherit a mask with every signal blocked: signals go to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (; started < dc->n_workers; started++)
+		if ((r = pthread_create(&dc->workers[started], NULL, dc_worker, dc)) != 0)
+			break;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started < dc->n_workers) {
+		snprintf(err, errlen,
+			 "cannot start read-ahead threads: %s; -o read_ahead=0 runs without them",
+			 strerror(r));
+		goto fail;
+	}
+	return dc;
+
+nomem:
+	snprintf(err, errlen, "out of memory creating the data cache");
+fail:
+	if (dc) {
+		if (sync_ready) {
+			dc_stop_workers(dc, started);
+			pthread_cond_destroy(&dc->work_ready);
+			pthread_cond_destroy(&dc->block_changed);
+			pthread_mutex_destroy(&dc->lock);
+		}
+		free(dc->workers);
+		free(dc->buckets);
+		free(dc->data_dir);
+		free(dc);
+	}
+	return NULL;
+}
+
+void data_cache_destroy(struct data_cache *dc)
+{
+	int dfd;
+
+	if (!dc)
+		return;
+	dc_stop_workers(dc, dc->n_workers);
+	for (size_t i = 0; i < dc->n_buckets; i++)
+		while (dc->buckets[i]) {
+			struct dc_version *v = dc->buckets[i];
+			if (v->n_open > 0 || v->n_jobs > 0)
+				log_warn("data cache destroyed with '%s' still open", v->key);
+			dc_version_free(dc, v); /* takes it off the chain */
+		}
+	dfd = open(dc->data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd >= 0)
+		dc_empty_dir(dfd);
+	pthread_cond_destroy(&dc->work_ready);
+	pthread_cond_destroy(&dc->block_changed);
+	pthread_mutex_destroy(&dc->lock);
+	free(dc->workers);
+	free(dc->buckets);
+	free(dc->data_dir);
+	free(dc);
+}
