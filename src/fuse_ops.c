@@ -1,0 +1,1775 @@
+/*
+ * fuse_ops.c - the FUSE adapter: every file system operation, the one place that negates
+ * errno. Builds the namespace from LIST results, reads through the data cache, writes through
+ * staging (staging.h) and the sync journal (sync.h).
+ *
+ * libfuse's high-level path API rather than the low-level one: S3 is a namespace of paths, so
+ * the path API hands us exactly the key we need, and libfuse keeps the inode table, lookup
+ * counts and the rename/unlink path locking that we would otherwise rewrite. Its one cost is
+ * that entry/attr timeouts are global (fuse_config) rather than per reply; they are set from
+ * attr_ttl/neg_ttl, which is what objfs wants anyway. nullpath_ok + hard_remove: operations on
+ * open handles use the handle's key, unlinked open files are not renamed to .fuse_hidden.
+ *
+ * Names: path "/a/b" is key "a/b" relative to the store root; a directory "a/b" may have a
+ * marker object "a/b/" (s3fs style, with metadata) or be implicit (some key starts with
+ * "a/b/"). An object "x" and a prefix "x/" may both exist on S3: the object wins.
+ *
+ * Lookup order for a name: files open for writing (staging), the sync journal (pending
+ * records), the metadata cache, the parent's cached listing (absent there: ENOENT with no
+ * request), then the store: HEAD "key" (one request for the common case, a file), and only on
+ * 404 a LIST of prefix "key/" with max-keys 1 (a directory; when its first key is the marker
+ * "key/" itself, one HEAD of it for the metadata). The reverse order would cost two requests
+ * for every file and save one only for implicit directories, which are mostly found through
+ * their parent's listing anyway.
+ *
+ * Listings: LIST with delimiter "/" page by page; the attributes of every entry go into the
+ * metadata cache, so `ls -l` of N objects costs N/1000 LISTs and no HEAD. A LIST carries no
+ * user metadata (mode, uid, gid, mtime): for directories of at most FO_HEAD_MAX entries the
+ * entries are HEADed in parallel (as s3fs does for every directory) so s3fs/objfs metadata
+ * shows exactly; larger directories show LIST attributes (defaults for mode and owner,
+ * Last-Modified as mtime) until a name is looked up again after its TTL.
+ *
+ * Overlay (dest= differs from the source): reads look in the destination first, then the
+ * source; writes go to the destination (a write to a source file copies it up); anything
+ * that would have to change or delete a source object is EROFS, with one log line.
+ *
+ * Errors: store errors reach callers as EIO (ENOENT only when the store said 404, EACCES when
+ * it said 403). Renames of directories are not atomic: one journal record per key.
+ *
+ * Locking: none of its own; the caches, staging and sync lock themselves. Handles (fi->fh)
+ * belong to one open file and may be used by several threads at once for reads.
+ */
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data_cache.h"
+#include "fuse_ops.h"
+#include "log.h"
+#include "meta_cache.h"
+#include "opts.h"
+#include "staging.h"
+#include "store.h"
+#include "sync.h"
+
+#define FO_HEAD_MAX 256    /* directories up to this many entries get exact metadata */
+#define FO_HEAD_THREADS 8  /* parallel HEADs for that */
+#define FO_BLKSIZE 131072  /* st_blksize: the I/O size tools like cp use */
+
+struct fo_handle {
+	char *key;
+	struct data_cache_file *dcf; /* content at the store */
+	int spool_fd;                /* content in the sync spool; -1 */
+	struct staging_file *sf;     /* staged state (writers, or readers of a file being written) */
+	bool writable;
+	struct meta_attr attr;       /* at open */
+	struct store *st;            /* store dcf reads from */
+	char *read_key;              /* key dcf reads (differs after a pending server-side rename) */
+};
+
+/* One name of a directory listing being built. */
+struct fo_ent {
+	char *name;
+	struct meta_attr attr;
+	bool have_attr;
+	int prio;        /* 0 pending, 1 destination, 2 source: lower wins */
+	bool removed;    /* pending removal: hides lower entries */
+	bool need_head;  /* attributes only from LIST */
+};
+
+struct fo_list {
+	struct fo_ent *v;
+	size_t n, cap;
+	const char *prefix;
+	int err;
+};
+
+static struct fuse_ops_fs *fo_fs(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static const char *fo_key(const char *path)
+{
+	return path[0] == '/' ? path + 1 : path;
+}
+
+/* Inside errno of a store call -> what a caller of the file system sees. */
+static int fo_store_errno(int e)
+{
+	switch (e) {
+	case 0:
+	case ENOENT:
+	case EACCES:
+	case ENOMEM:
+	case ENOSPC:
+	case EROFS:
+	case EFBIG:
+	case ENAMETOOLONG:
+		return e;
+	default:
+		return EIO;
+	}
+}
+
+static void fo_now(struct timespec *ts)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+}
+
+/* "a/b/c" -> parent "a/b", name "c"; "c" -> "", "c". parent must hold PATH_MAX. */
+static const char *fo_split(const char *key, char *parent)
+{
+	const char *slash = strrchr(key, '/');
+
+	if (!slash) {
+		parent[0] = '\0';
+		return key;
+	}
+	memcpy(parent, key, (size_t)(slash - key));
+	parent[slash - key] = '\0';
+	return slash + 1;
+}
+
+static bool fo_name_ok(const char *name, size_t len)
+{
+	if (len == 0 || len > NAME_MAX)
+		return false;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	return memchr(name, '/', len) == NULL;
+}
+
+/* ---- attributes ---- */
+
+static void fo_attr_from_store(struct fuse_ops_fs *fs, const struct store_attr *sa, bool is_dir,
+			       unsigned flags, struct meta_attr *ma)
+{
+	mode_t type, perm;
+
+	memset(ma, 0, sizeof(*ma));
+	is_dir = is_dir || sa->is_dir;
+	type = is_dir ? S_IFDIR : S_IFREG;
+	perm = is_dir ? 0750 : 0640;
+	if (sa->has & STORE_HAS_MODE) {
+		perm = sa->mode & 07777;
+		if ((sa->mode & S_IFMT) && !is_dir)
+			type = sa->mode & S_IFMT;
+	}
+	if (type != S_IFDIR && type != S_IFREG && type != S_IFLNK)
+		type = S_IFREG; /* FIFOs, devices from s3fs: shown as plain files */
+	ma->mode = type | perm;
+	ma->uid = (sa->has & STORE_HAS_UID) ? sa->uid : fs->uid;
+	ma->gid = (sa->has & STORE_HAS_GID) ? sa->gid : fs->gid;
+	if (fs->o->has_uid)
+		ma->uid = fs->o->uid;
+	if (fs->o->has_gid)
+		ma->gid = fs->o->gid;
+	ma->size = is_dir ? 0 : sa->size;
+	ma->mtime = sa->mtime;
+	ma->ctime = (sa->has & STORE_HAS_CTIME) ? sa->ctime : sa->mtime;
+	ma->atime = (sa->has & STORE_HAS_ATIME) ? sa->atime : sa->mtime;
+	if (!ma->mtime.tv_sec && !ma->mtime.tv_nsec)
+		ma->mtime = ma->ctime = ma->atime = fs->root.mtime;
+	snprintf(ma->etag, sizeof(ma->etag), "%s", sa->etag);
+	ma->flags = flags;
+}
+
+static void fo_implicit_dir(struct fuse_ops_fs *fs, unsigned flags, struct meta_attr *ma)
+{
+	struct store_attr sa;
+
+	store_attr_init(&sa);
+	sa.is_dir = true;
+	fo_attr_from_store(fs, &sa, true, flags, ma);
+}
+
+static void fo_stat(struct fuse_ops_fs *fs, const struct meta_attr *ma, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = ma->mode;
+	if (fs->o->has_umask)
+		st->st_mode = (ma->mode & S_IFMT) | (ma->mode & 07777 & ~fs->o->umask);
+	st->st_nlink = S_ISDIR(ma->mode) ? 2 : 1;
+	st->st_uid = ma->uid;
+	st->st_gid = ma->gid;
+	st->st_size = (off_t)ma->size;
+	st->st_blksize = FO_BLKSIZE;
+	st->st_blocks = (blkcnt_t)((ma->size + 511) / 512);
+	st->st_mtim = ma->mtime;
+	st->st_ctim = ma->ctime;
+	st->st_atim = ma->atime;
+}
+
+/* Metadata for a new object or a rewrite: everything s3fs stores. */
+static void fo_new_store_attr(mode_t mode, struct store_attr *sa)
+{
+	struct fuse_context *ctx = fuse_get_context();
+
+	store_attr_init(sa);
+	sa->mode = mode;
+	sa->uid = ctx->uid;
+	sa->gid = ctx->gid;
+	fo_now(&sa->mtime);
+	sa->ctime = sa->atime = sa->mtime;
+	sa->has = STORE_HAS_MODE | STORE_HAS_UID | STORE_HAS_GID | STORE_HAS_MTIME |
+		  STORE_HAS_CTIME | STORE_HAS_ATIME;
+	sa->is_dir = S_ISDIR(mode);
+	if (S_ISDIR(mode))
+		snprintf(sa->content_type, sizeof(sa->content_type), "application/x-directory");
+}
+
+/* ---- lookup ---- */
+
+/* The pending (journalled) state of key: 1 found (attr filled, *removed), 0 none. */
+static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma, bool *removed)
+{
+	struct store_attr sa;
+	char marker[PATH_MAX + 2];
+	int r;
+
+	if (!fs->sync)
+		return 0;
+	store_attr_init(&sa);
+	r = sync_lookup(fs->sync, key, &sa, NULL, removed);
+	if (r == 1 && !*removed) {
+		if (!sa.has && !sa.is_dir) {
+			/* renamed from an object already stored: its attributes are at the origin */
+			char origin[PATH_MAX];
+			struct store_attr oa;
+
+			store_attr_init(&oa);
+			if (sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1 &&
+			    store_head(fs->dst, origin, NULL, &oa) == 0) {
+				store_attr_free(&sa);
+				sa = oa;
+			}
+		}
+		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
+		store_attr_free(&sa);
+		return 1;
+	}
+	store_attr_free(&sa);
+	if (r == 1)
+		return 1; /* removed */
+	/* a pending directory marker */
+	snprintf(marker, sizeof(marker), "%s/", key);
+	r = sync_lookup(fs->sync, marker, &sa, NULL, removed);
+	if (r == 1 && !*removed)
+		fo_attr_from_store(fs, &sa, true, META_PENDING | META_MARKER, ma);
+	store_attr_free(&sa);
+	return r == 1 && !*removed;
+}
+
+/* Ask one store about key: 0 (ma filled), ENOENT, or another errno. */
+static int fo_lookup_store(struct fuse_ops_fs *fs, struct store *st, const char *key, unsigned flags,
+			   struct meta_attr *ma)
+{
+	struct store_attr sa;
+	struct store_list l;
+	char prefix[PATH_MAX + 2];
+	int rv;
+
+	store_attr_init(&sa);
+	rv = store_head(st, key, NULL, &sa);
+	if (rv == 0) {
+		fo_attr_from_store(fs, &sa, false, flags, ma);
+		store_attr_free(&sa);
+		return 0;
+	}
+	if (rv != ENOENT)
+		return rv;
+	snprintf(prefix, sizeof(prefix), "%s/", key);
+	rv = st->ops->list(st, prefix, "/", NULL, 1, NULL, &l);
+	if (rv)
+		return rv;
+	if (l.n_entries == 0 && !l.next_token) {
+		store_list_free(&l);
+		return ENOENT;
+	}
+	if (l.n_entries && !l.entries[0].is_prefix && !strcmp(l.entries[0].key, prefix)) {
+		/* the marker itself: its metadata needs a HEAD */
+		rv = store_head(st, prefix, NULL, &sa);
+		if (rv == 0) {
+			fo_attr_from_store(fs, &sa, true, flags | META_MARKER, ma);
+			store_attr_free(&sa);
+			store_list_free(&l);
+			return 0;
+		}
+		if (rv != ENOENT) {
+			store_list_free(&l);
+			return rv;
+		}
+	}
+	store_list_free(&l);
+	fo_implicit_dir(fs, flags, ma);
+	return 0;
+}
+
+/* The attributes of key: 0, ENOENT, EIO... Caches what it learns. */
+static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma)
+{
+	char parent[PATH_MAX];
+	const char *name;
+	struct staging_file *sf;
+	bool removed = false;
+	mode_t type;
+	uint64_t snap;
+	int rv;
+
+	if (!key[0]) {
+		*ma = fs->root;
+		return 0;
+	}
+	if (strlen(key) >= PATH_MAX - 2)
+		return ENAMETOOLONG;
+	if (fs->stg && (sf = staging_find(fs->stg, key))) {
+		struct store_attr sa;
+
+		rv = staging_get_attr(sf, &sa);
+		staging_release(fs->stg, sf);
+		if (rv)
+			return rv;
+		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
+		store_attr_free(&sa);
+		return 0;
+	}
+	if (fo_pending(fs, key, ma, &removed))
+		return 0;
+	if (removed)
+		return ENOENT;
+	switch (meta_cache_get_attr(fs->mc, key, ma)) {
+	case META_HIT:
+		if (!(ma->flags & META_PENDING) || !fs->sync)
+			return 0;
+		/* was pending when cached and is not any more: ask the store for its ETag */
+		meta_cache_invalidate(fs->mc, key);
+		break;
+	case META_NEGATIVE:
+		return ENOENT;
+	case META_MISS:
+		break;
+	}
+	name = fo_split(key, parent);
+	snap = meta_cache_begin(fs->mc);
+	if (meta_cache_dir_lookup(fs->mc, parent, name, &type) == META_NEGATIVE)
+		return ENOENT;
+	rv = fo_lookup_store(fs, fs->dst, key, 0, ma);
+	if (rv == ENOENT && fs->overlay)
+		rv = fo_lookup_store(fs, fs->src, key, META_IN_SOURCE, ma);
+	if (rv == 0)
+		meta_cache_put_attr(fs->mc, key, snap, ma);
+	else if (rv == ENOENT)
+		meta_cache_put_negative(fs->mc, key, snap);
+	else
+		log_debug("lookup of '%s' failed: %s", key, strerror(rv));
+	return fo_store_errno(rv);
+}
+
+/* ---- listings ---- */
+
+static int fo_list_add(struct fo_list *l, const char *name, size_t len, const struct meta_attr *ma,
+		       int prio, bool removed, bool need_head)
+{
+	struct fo_ent *e;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+
+		e = realloc(l->v, cap * sizeof(*e));
+		if (!e)
+			return ENOMEM;
+		l->v = e;
+		l->cap = cap;
+	}
+	e = &l->v[l->n];
+	memset(e, 0, sizeof(*e));
+	e->name = strndup(name, len);
+	if (!e->name)
+		return ENOMEM;
+	if (ma) {
+		e->attr = *ma;
+		e->have_attr = true;
+	}
+	e->prio = prio;
+	e->removed = removed;
+	e->need_head = need_head;
+	l->n++;
+	return 0;
+}
+
+static void fo_list_free(struct fo_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].name);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+struct fo_pending_ctx {
+	struct fuse_ops_fs *fs;
+	struct fo_list *l;
+};
+
+static void fo_pending_cb(void *ud, const char *key, const struct store_attr *sa, bool removed)
+{
+	struct fo_pending_ctx *c = ud;
+	struct fo_list *l = c->l;
+	size_t plen = strlen(l->prefix), len;
+	const char *name;
+	bool is_dir;
+	struct meta_attr ma;
+
+	if (strncmp(key, l->prefix, plen) != 0)
+		return;
+	name = key + plen;
+	len = strlen(name);
+	is_dir = len && name[len - 1] == '/';
+	if (is_dir)
+		len--;
+	if (!fo_name_ok(name, len))
+		return;
+	if (removed) {
+		/* a removed marker does not hide the directory's other contents */
+		if (!is_dir && !l->err)
+			l->err = fo_list_add(l, name, len, NULL, 0, true, false);
+		return;
+	}
+	if (is_dir && !sa->has)
+		fo_implicit_dir(c->fs, META_PENDING, &ma);
+	else
+		fo_attr_from_store(c->fs, sa, is_dir, META_PENDING | (is_dir ? META_MARKER : 0), &ma);
+	if (!sa->has && !is_dir)
+		return; /* renamed from a stored object: attributes unknown here, looked up later */
+	if (!l->err)
+		l->err = fo_list_add(l, name, len, &ma, 0, false, false);
+}
+
+/* A file open for writing (perhaps not journalled yet) shows in its directory. */
+static void fo_staged_cb(void *ud, const char *key)
+{
+	struct fo_pending_ctx *c = ud;
+	struct staging_file *sf = staging_find(c->fs->stg, key);
+	struct store_attr sa;
+	struct meta_attr ma;
+	const char *name = key + strlen(c->l->prefix);
+
+	if (!sf)
+		return;
+	if (staging_get_attr(sf, &sa) == 0) {
+		fo_attr_from_store(c->fs, &sa, false, META_PENDING, &ma);
+		store_attr_free(&sa);
+		if (!c->l->err)
+			c->l->err = fo_list_add(c->l, name, strlen(name), &ma, 0, false, false);
+	}
+	staging_release(c->fs->stg, sf);
+}
+
+/* All pages of one store's listing of prefix into l. */
+static int fo_list_store(struct fuse_ops_fs *fs, struct store *st, int prio, struct fo_list *l)
+{
+	size_t plen = strlen(l->prefix);
+	char *token = NULL;
+	int rv = 0;
+
+	do {
+		struct store_list page;
+
+		rv = st->ops->list(st, l->prefix, "/", token, 0, NULL, &page);
+		free(token);
+		token = NULL;
+		if (rv)
+			break;
+		for (size_t i = 0; i < page.n_entries && !rv; i++) {
+			struct store_entry *e = &page.entries[i];
+			const char *name = e->key + plen;
+			size_t len = strlen(name);
+			bool is_dir = e->is_prefix || (len && name[len - 1] == '/');
+			struct meta_attr ma;
+
+			if (strncmp(e->key, l->prefix, plen) != 0)
+				continue;
+			if (is_dir && len)
+				len--;
+			if (len == 0 && is_dir && !e->is_prefix)
+				continue; /* the directory's own marker */
+			if (!fo_name_ok(name, len)) {
+				log_warn("skipping key '%s': not usable as a file name", e->key);
+				continue;
+			}
+			if (e->is_prefix)
+				fo_implicit_dir(fs, META_PROVISIONAL | (prio == 2 ? META_IN_SOURCE : 0),
+						&ma);
+			else
+				fo_attr_from_store(fs, &e->attr, is_dir,
+						   META_FROM_LIST | (is_dir ? META_MARKER : 0) |
+							   (prio == 2 ? META_IN_SOURCE : 0),
+						   &ma);
+			rv = fo_list_add(l, name, len, &ma, prio, false, true);
+		}
+		if (!rv && page.next_token && !(token = strdup(page.next_token)))
+			rv = ENOMEM;
+		store_list_free(&page);
+	} while (!rv && token);
+	free(token);
+	return rv;
+}
+
+static int fo_ent_cmp(const void *a, const void *b)
+{
+	const struct fo_ent *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c)
+		return c;
+	if (x->prio != y->prio)
+		return x->prio - y->prio;
+	/* same store: an object wins over a prefix of the same name */
+	return (int)S_ISDIR(x->attr.mode) - (int)S_ISDIR(y->attr.mode);
+}
+
+struct fo_head_job {
+	struct fuse_ops_fs *fs;
+	struct fo_list *l;
+	atomic_size_t next;
+};
+
+static void *fo_head_worker(void *arg)
+{
+	struct fo_head_job *job = arg;
+	struct fuse_ops_fs *fs = job->fs;
+	size_t i;
+
+	while ((i = atomic_fetch_add(&job->next, 1)) < job->l->n) {
+		struct fo_ent *e = &job->l->v[i];
+		struct store *st = (e->attr.flags & META_IN_SOURCE) ? fs->src : fs->dst;
+		char key[PATH_MAX + 2];
+		struct store_attr sa;
+		bool is_dir = S_ISDIR(e->attr.mode);
+
+		if (!e->need_head)
+			continue;
+		snprintf(key, sizeof(key), "%s%s%s", job->l->prefix, e->name, is_dir ? "/" : "");
+		store_attr_init(&sa);
+		if (store_head(st, key, NULL, &sa) == 0) {
+			unsigned flags = (e->attr.flags & META_IN_SOURCE) | (is_dir ? META_MARKER : 0);
+
+			fo_attr_from_store(fs, &sa, is_dir, flags, &e->attr);
+			store_attr_free(&sa);
+		} else if (is_dir) {
+			e->attr.flags &= ~META_PROVISIONAL; /* looked: no marker */
+		}
+	}
+	return NULL;
+}
+
+/* HEAD the entries that only have LIST attributes, in parallel. */
+static void fo_head_entries(struct fuse_ops_fs *fs, struct fo_list *l)
+{
+	struct fo_head_job job = {fs, l, 0};
+	pthread_t th[FO_HEAD_THREADS];
+	size_t n = 0, want = 0;
+
+	for (size_t i = 0; i < l->n; i++)
+		want += l->v[i].need_head;
+	if (!want)
+		return;
+	for (; n < FO_HEAD_THREADS && n < want; n++)
+		if (pthread_create(&th[n], NULL, fo_head_worker, &job))
+			break;
+	if (n == 0)
+		fo_head_worker(&job);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+}
+
+/* The merged listing of directory key (sorted, unique, with attributes when known): from the
+ * cache, or built from the pending records and the stores and then cached. */
+static int fo_list_dir(struct fuse_ops_fs *fs, const char *key, struct fo_list *out)
+{
+	char prefix[PATH_MAX + 2];
+	struct meta_dirent *d;
+	size_t nd, w = 0;
+	uint64_t snap;
+	int rv = 0;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(prefix, sizeof(prefix), "%s%s", key, key[0] ? "/" : "");
+	if (meta_cache_get_dir(fs->mc, key, &d, &nd)) {
+		/* pending changes since are kept in the cached listing by dir_add/dir_remove */
+		for (size_t i = 0; i < nd && !rv; i++) {
+			char child[PATH_MAX + NAME_MAX + 2];
+			struct meta_attr ma;
+			bool have;
+
+			snprintf(child, sizeof(child), "%s%s", prefix, d[i].name);
+			have = meta_cache_get_attr(fs->mc, child, &ma) == META_HIT;
+			if (!have) {
+				memset(&ma, 0, sizeof(ma));
+				ma.mode = d[i].type;
+			}
+			rv = fo_list_add(out, d[i].name, strlen(d[i].name), &ma, 0, false, false);
+			if (!rv)
+				out->v[out->n - 1].have_attr = have;
+		}
+		meta_cache_dirents_free(d, nd);
+		if (rv)
+			fo_list_free(out);
+		return rv;
+	}
+	snap = meta_cache_begin(fs->mc);
+	out->prefix = prefix;
+	if (fs->sync) {
+		struct fo_pending_ctx pc = {fs, out};
+
+		sync_list_pending(fs->sync, prefix, fo_pending_cb, &pc);
+		rv = out->err;
+		if (rv)
+			goto fail;
+	}
+	if (fs->stg) {
+		struct fo_pending_ctx pc = {fs, out};
+
+		rv = staging_list(fs->stg, prefix, fo_staged_cb, &pc);
+		if (!rv)
+			rv = out->err;
+		if (rv)
+			goto fail;
+	}
+	rv = fo_list_store(fs, fs->dst, 1, out);
+	if (!rv && fs->overlay)
+		rv = fo_list_store(fs, fs->src, 2, out);
+	if (rv)
+		goto fail;
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), fo_ent_cmp);
+	for (size_t i = 0; i < out->n; i++) {
+		if (w && !strcmp(out->v[w - 1].name, out->v[i].name)) {
+			free(out->v[i].name);
+			continue;
+		}
+		out->v[w++] = out->v[i];
+	}
+	out->n = w;
+	/* drop pending removals */
+	w = 0;
+	for (size_t i = 0; i < out->n; i++) {
+		if (out->v[i].removed) {
+			free(out->v[i].name);
+			continue;
+		}
+		out->v[w++] = out->v[i];
+	}
+	out->n = w;
+	if (out->n <= FO_HEAD_MAX)
+		fo_head_entries(fs, out);
+	d = calloc(out->n ? out->n : 1, sizeof(*d));
+	if (d) {
+		for (size_t i = 0; i < out->n; i++) {
+			char child[PATH_MAX + NAME_MAX + 2];
+
+			snprintf(child, sizeof(child), "%s%s", prefix, out->v[i].name);
+			meta_cache_put_attr(fs->mc, child, snap, &out->v[i].attr);
+			d[i].name = out->v[i].name;
+			d[i].type = out->v[i].attr.mode & S_IFMT;
+		}
+		meta_cache_put_dir(fs->mc, key, snap, d, out->n);
+		free(d); /* names belong to out */
+	}
+	out->prefix = NULL;
+	return 0;
+fail:
+	out->prefix = NULL;
+	fo_list_free(out);
+	return fo_store_errno(rv);
+}
+
+/* ---- bookkeeping after local changes ---- */
+
+static void fo_changed(struct fuse_ops_fs *fs, const char *key, const struct meta_attr *ma)
+{
+	char parent[PATH_MAX];
+	const char *name = fo_split(key, parent);
+
+	if (ma) {
+		meta_cache_set_attr(fs->mc, key, ma);
+		meta_cache_dir_add(fs->mc, parent, name, ma->mode & S_IFMT);
+	} else {
+		meta_cache_invalidate(fs->mc, key);
+		meta_cache_put_negative(fs->mc, key, meta_cache_begin(fs->mc));
+		meta_cache_dir_remove(fs->mc, parent, name);
+	}
+	if (fs->dc)
+		data_cache_invalidate(fs->dc, key);
+}
+
+static int fo_publish(void *ud, const char *key, const char *path, const struct store_attr *attr)
+{
+	struct fuse_ops_fs *fs = ud;
+	struct meta_attr ma;
+	int rv;
+
+	if (path)
+		rv = sync_put_file(fs->sync, key, path, attr);
+	else
+		rv = sync_set_attr(fs->sync, key, attr);
+	if (rv) {
+		log_error("cannot journal '%s': %s", key, strerror(rv));
+		return rv;
+	}
+	fo_attr_from_store(fs, attr, false, META_PENDING, &ma);
+	fo_changed(fs, key, &ma);
+	return 0;
+}
+
+static int fo_check_writable(struct fuse_ops_fs *fs)
+{
+	return (fs->ro || !fs->sync) ? EROFS : 0;
+}
+
+static int fo_refuse_source(const char *what, const char *key)
+{
+	log_warn("%s '%s': the object is in the read-only source; refusing (EROFS)", what, key);
+	return EROFS;
+}
+
+/* ---- copy-up of existing content into a staged file ---- */
+
+struct fo_base {
+	struct store *st;
+	char *key;
+	char etag[80];
+	char spool[PATH_MAX];
+};
+
+static void fo_base_free(void *ud)
+{
+	struct fo_base *b = ud;
+
+	free(b->key);
+	free(b);
+}
+
+static int fo_base_fill(void *ud, int fd, uint64_t size)
+{
+	struct fo_base *b = ud;
+	uint64_t got = 0;
+	int rv;
+
+	if (b->spool[0]) {
+		int in = open(b->spool, O_RDONLY | O_CLOEXEC);
+
+		if (in >= 0) {
+			char buf[1 << 16];
+			ssize_t n;
+
+			while (got < size && (n = pread(in, buf, sizeof(buf), (off_t)got)) > 0) {
+				if (pwrite(fd, buf, (size_t)n, (off_t)got) != n) {
+					close(in);
+					return EIO;
+				}
+				got += (uint64_t)n;
+			}
+			close(in);
+			return got == size ? 0 : EIO;
+		}
+		/* uploaded meanwhile: read it from the store */
+	}
+	rv = b->st->ops->get(b->st, b->key, 0, UINT64_MAX, b->etag[0] ? b->etag : NULL, NULL, fd, 0,
+			     &got);
+	if (rv)
+		return fo_store_errno(rv);
+	return got == size ? 0 : EIO;
+}
+
+/* The full store attributes of key for a rewrite (extra metadata preserved). */
+static int fo_full_attr(struct fuse_ops_fs *fs, const char *key, const struct meta_attr *ma,
+			struct store_attr *sa, char *spool)
+{
+	bool removed;
+
+	store_attr_init(sa);
+	if (spool)
+		spool[0] = '\0';
+	if (fs->sync && sync_lookup(fs->sync, key, sa, spool, &removed) == 1 && !removed && sa->has)
+		return 0;
+	store_attr_free(sa);
+	store_attr_init(sa);
+	if (spool)
+		spool[0] = '\0';
+	return fo_store_errno(store_head((ma->flags & META_IN_SOURCE) ? fs->src : fs->dst, key, NULL, sa));
+}
+
+/* Staged state of an existing file for writing (copy-up prepared, not done). */
+static int fo_stage_existing(struct fuse_ops_fs *fs, const char *key, const struct meta_attr *ma,
+			     struct staging_file **out)
+{
+	struct staging_file *sf = staging_find(fs->stg, key);
+	struct staging_fill fill = {fo_base_fill, fo_base_free, NULL};
+	struct store_attr sa;
+	struct fo_base *b;
+	bool created;
+	int rv;
+
+	if (sf) {
+		*out = sf;
+		return 0;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b || !(b->key = strdup(key))) {
+		free(b);
+		return ENOMEM;
+	}
+	rv = fo_full_attr(fs, key, ma, &sa, b->spool);
+	if (rv) {
+		fo_base_free(b);
+		return rv;
+	}
+	b->st = (ma->flags & META_IN_SOURCE) ? fs->src : fs->dst;
+	snprintf(b->etag, sizeof(b->etag), "%s", sa.etag[0] ? sa.etag : ma->etag);
+	/* everything s3fs keeps, so the rewrite carries it */
+	if (!(sa.has & STORE_HAS_MODE))
+		sa.mode = ma->mode;
+	if (!(sa.has & STORE_HAS_UID))
+		sa.uid = ma->uid;
+	if (!(sa.has & STORE_HAS_GID))
+		sa.gid = ma->gid;
+	sa.has |= STORE_HAS_MODE | STORE_HAS_UID | STORE_HAS_GID;
+	fill.ud = b;
+	*out = staging_get(fs->stg, key, &sa, ma->size, &fill, &created, &rv);
+	store_attr_free(&sa);
+	return *out ? 0 : rv;
+}
+
+/* ---- operations ---- */
+
+static void *fo_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+
+	cfg->nullpath_ok = 1;
+	cfg->hard_remove = 1;
+	cfg->use_ino = 0;
+	cfg->auto_cache = 1;
+	cfg->entry_timeout = fs->o->attr_ttl_ms / 1000.0;
+	cfg->attr_timeout = fs->o->attr_ttl_ms / 1000.0;
+	cfg->negative_timeout = fs->o->neg_ttl_ms / 1000.0;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* every readdir chunk carries attributes: ls -l then needs no lookups */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	conn->max_write = 1 << 20;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	return fs;
+}
+
+static int fo_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	struct meta_attr ma;
+	int rv;
+
+	if (fi && fi->fh) {
+		struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+
+		if (h->sf) {
+			struct store_attr sa;
+
+			if (!staging_get_attr(h->sf, &sa)) {
+				fo_attr_from_store(fs, &sa, false, META_PENDING, &ma);
+				store_attr_free(&sa);
+				fo_stat(fs, &ma, st);
+				return 0;
+			}
+		}
+		path = NULL;
+		rv = fo_getattr_key(fs, h->key, &ma);
+		if (rv == ENOENT) {
+			ma = h->attr; /* unlinked while open */
+			rv = 0;
+		}
+	} else {
+		if (!path)
+			return -ENOENT;
+		rv = fo_getattr_key(fs, fo_key(path), &ma);
+	}
+	if (rv)
+		return -rv;
+	fo_stat(fs, &ma, st);
+	return 0;
+}
+
+static int fo_access(const char *path, int mask)
+{
+	struct meta_attr ma;
+	int rv = fo_getattr_key(fo_fs(), fo_key(path), &ma);
+
+	if (!rv && (mask & W_OK) && fo_check_writable(fo_fs()))
+		rv = EROFS;
+	return -rv;
+}
+
+static int fo_readlink(const char *path, char *buf, size_t size)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	struct meta_attr ma;
+	size_t len;
+	int rv;
+
+	if (size == 0)
+		return -EINVAL;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv)
+		return -rv;
+	if (!S_ISLNK(ma.mode))
+		return -EINVAL;
+	if (fs->sync && sync_lookup_mem(fs->sync, key, buf, size - 1, &len) == 1) {
+		buf[len < size - 1 ? len : size - 1] = '\0';
+		return 0;
+	}
+	struct data_cache_file *f;
+	struct store *st = (ma.flags & META_IN_SOURCE) ? fs->src : fs->dst;
+	ssize_t n;
+
+	f = data_cache_open(fs->dc, st, key, ma.etag, ma.size, &rv);
+	if (!f)
+		return -fo_store_errno(rv);
+	n = data_cache_read(f, buf, size - 1, 0);
+	data_cache_close(f);
+	if (n < 0)
+		return -fo_store_errno((int)-n);
+	buf[n] = '\0';
+	return 0;
+}
+
+static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	/* nullpath_ok: the path may be NULL; opendir kept the key */
+	const char *key = (fi && fi->fh) ? (const char *)(uintptr_t)fi->fh : fo_key(path);
+	struct fo_list l;
+	struct stat st;
+	int rv;
+
+	rv = fo_list_dir(fs, key, &l);
+	if (rv)
+		return -rv;
+	fo_stat(fs, &fs->root, &st);
+	filler(buf, ".", &st, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	for (size_t i = 0; i < l.n; i++) {
+		struct fo_ent *e = &l.v[i];
+		enum fuse_fill_dir_flags ff = 0;
+
+		if (e->have_attr && (flags & FUSE_READDIR_PLUS)) {
+			fo_stat(fs, &e->attr, &st);
+			ff = FUSE_FILL_DIR_PLUS;
+		} else {
+			memset(&st, 0, sizeof(st));
+			st.st_mode = e->attr.mode & S_IFMT;
+		}
+		if (filler(buf, e->name, &st, 0, ff))
+			break;
+	}
+	fo_list_free(&l);
+	return 0;
+}
+
+static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
+{
+	char spool[PATH_MAX];
+	bool removed = false;
+	int rv = 0;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		struct store_attr sa;
+		char origin[PATH_MAX];
+
+		store_attr_init(&sa);
+		if (fs->sync && sync_lookup(fs->sync, h->key, &sa, spool, &removed) == 1 && !removed) {
+			store_attr_free(&sa);
+			if (spool[0]) {
+				h->spool_fd = open(spool, O_RDONLY | O_CLOEXEC);
+				if (h->spool_fd >= 0)
+					return 0;
+				continue; /* uploaded meanwhile: look again */
+			}
+			if (sync_lookup_origin(fs->sync, h->key, origin, sizeof(origin)) == 1) {
+				struct store_attr oa;
+
+				store_attr_init(&oa);
+				rv = store_head(fs->dst, origin, NULL, &oa);
+				if (rv)
+					return fo_store_errno(rv);
+				h->read_key = strdup(origin);
+				h->st = fs->dst;
+				h->dcf = h->read_key ? data_cache_open(fs->dc, fs->dst, origin, oa.etag,
+								       oa.size, &rv)
+						     : NULL;
+				store_attr_free(&oa);
+				return h->dcf ? 0 : (h->read_key ? rv : ENOMEM);
+			}
+			if (S_ISLNK(h->attr.mode))
+				return 0; /* in memory; reads of a symlink do not happen */
+		} else {
+			store_attr_free(&sa);
+		}
+		break;
+	}
+	if (!h->attr.etag[0] && (h->attr.flags & META_PENDING)) {
+		/* uploaded since we learnt its attributes: fetch the ETag */
+		meta_cache_invalidate(fs->mc, h->key);
+		rv = fo_getattr_key(fs, h->key, &h->attr);
+		if (rv)
+			return rv;
+	}
+	h->st = (h->attr.flags & META_IN_SOURCE) ? fs->src : fs->dst;
+	h->dcf = data_cache_open(fs->dc, h->st, h->key, h->attr.etag, h->attr.size, &rv);
+	return h->dcf ? 0 : fo_store_errno(rv);
+}
+
+static void fo_handle_free(struct fuse_ops_fs *fs, struct fo_handle *h)
+{
+	if (h->dcf)
+		data_cache_close(h->dcf);
+	if (h->spool_fd >= 0)
+		close(h->spool_fd);
+	if (h->sf)
+		staging_release(fs->stg, h->sf);
+	free(h->read_key);
+	free(h->key);
+	free(h);
+}
+
+static int fo_open(const char *path, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	bool wr = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
+	struct fo_handle *h;
+	int rv;
+
+	if (wr && (rv = fo_check_writable(fs)))
+		return -rv;
+	h = calloc(1, sizeof(*h));
+	if (!h || !(h->key = strdup(key))) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->spool_fd = -1;
+	rv = fo_getattr_key(fs, key, &h->attr);
+	if (rv)
+		goto fail;
+	if (S_ISDIR(h->attr.mode)) {
+		rv = EISDIR;
+		goto fail;
+	}
+	if (wr) {
+		rv = fo_stage_existing(fs, key, &h->attr, &h->sf);
+		if (rv)
+			goto fail;
+		h->writable = true;
+		if (fi->flags & O_TRUNC) {
+			rv = staging_truncate(h->sf, 0);
+			if (rv)
+				goto fail;
+		}
+	} else if (fs->stg) {
+		h->sf = staging_find(fs->stg, key);
+	}
+	/* the existing content, for reads before (or without) a copy-up */
+	if (!h->sf || !staging_has_content(h->sf)) {
+		rv = fo_open_read_source(fs, h);
+		if (rv)
+			goto fail;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	return 0;
+fail:
+	fo_handle_free(fs, h);
+	return -rv;
+}
+
+static int fo_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	struct store_attr sa;
+	struct fo_handle *h;
+	bool created;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	if (strlen(key) > 1024 || strlen(fo_split(key, (char[PATH_MAX]){0})) > NAME_MAX)
+		return -ENAMETOOLONG;
+	h = calloc(1, sizeof(*h));
+	if (!h || !(h->key = strdup(key))) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->spool_fd = -1;
+	h->writable = true;
+	fo_new_store_attr(S_IFREG | (mode & 07777), &sa);
+	h->sf = staging_get(fs->stg, key, &sa, 0, NULL, &created, &rv);
+	store_attr_free(&sa);
+	if (!h->sf)
+		goto fail;
+	/* journalled at flush/release (one journal write per file); until then the staging table
+	 * shows it in lookups and listings */
+	rv = staging_truncate(h->sf, 0);
+	if (rv)
+		goto fail;
+	{
+		struct meta_attr ma;
+
+		if (staging_get_attr(h->sf, &sa) == 0) {
+			fo_attr_from_store(fs, &sa, false, META_PENDING, &ma);
+			store_attr_free(&sa);
+			fo_changed(fs, key, &ma);
+		}
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	return 0;
+fail:
+	fo_handle_free(fs, h);
+	return -rv;
+}
+
+static int fo_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+	struct fuse_file_info fi = {0};
+	int rv;
+
+	if (!S_ISREG(mode))
+		return -EPERM;
+	fi.flags = O_WRONLY | O_CREAT;
+	rv = fo_create(path, mode, &fi);
+	if (!rv) {
+		struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi.fh;
+
+		rv = -staging_publish(h->sf, fo_publish, fo_fs());
+		fo_handle_free(fo_fs(), h);
+	}
+	return rv;
+}
+
+static int fo_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+	ssize_t n;
+
+	if (h->sf) {
+		n = staging_read(h->sf, buf, size, (uint64_t)off);
+		if (n != -EAGAIN)
+			return (int)n;
+	}
+	if (h->spool_fd >= 0) {
+		n = pread(h->spool_fd, buf, size, off);
+		return n < 0 ? -errno : (int)n;
+	}
+	if (!h->dcf)
+		return -EIO;
+	n = data_cache_read(h->dcf, buf, size, (uint64_t)off);
+	if (n == -ESTALE) {
+		/* changed underneath: start over on the new version */
+		log_warn("'%s' changed while open; reading the new version", h->key);
+		data_cache_close(h->dcf);
+		h->dcf = NULL;
+		meta_cache_invalidate(fs->mc, h->key);
+		if (fo_getattr_key(fs, h->key, &h->attr) == 0)
+			h->dcf = data_cache_open(fs->dc, h->st, h->read_key ? h->read_key : h->key,
+						 h->attr.etag, h->attr.size, &(int){0});
+		if (!h->dcf)
+			return -EIO;
+		n = data_cache_read(h->dcf, buf, size, (uint64_t)off);
+	}
+	if (n < 0) {
+		log_debug("read of '%s' at %lld failed: %s", h->key, (long long)off, strerror((int)-n));
+		return -fo_store_errno((int)-n);
+	}
+	return (int)n;
+}
+
+static int fo_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+	ssize_t n;
+
+	if (!h->writable || !h->sf)
+		return -EBADF;
+	n = staging_write(h->sf, buf, size, (uint64_t)off);
+	if (n < 0)
+		return (int)n == -EIO ? -EIO : (int)n;
+	/* the content is local now: drop the store reader */
+	return (int)n;
+}
+
+static int fo_flush(const char *path, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+
+	if (!h->writable || !h->sf || !staging_is_dirty(h->sf))
+		return 0;
+	return -staging_publish(h->sf, fo_publish, fs);
+}
+
+static int fo_release(const char *path, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+	int rv = 0;
+
+	if (h->writable && h->sf && staging_is_dirty(h->sf))
+		rv = staging_publish(h->sf, fo_publish, fs);
+	fo_handle_free(fs, h);
+	return -rv;
+}
+
+static int fo_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+	int rv = 0;
+
+	if (!h->writable || !fs->sync)
+		return 0;
+	if (h->sf && staging_is_dirty(h->sf))
+		rv = staging_publish(h->sf, fo_publish, fs);
+	if (rv || fs->o->fsync_local)
+		return -rv;
+	rv = sync_wait_key(fs->sync, h->key, fs->o->request_timeout_s * 1000);
+	if (rv)
+		log_warn("fsync of '%s': not at the destination yet: %s", h->key, strerror(rv));
+	return rv ? -EIO : 0;
+}
+
+static int fo_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	struct staging_file *sf;
+	struct meta_attr ma;
+	const char *key;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	if (size < 0)
+		return -EINVAL;
+	if (fi && fi->fh) {
+		struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+
+		if (!h->writable || !h->sf)
+			return -EBADF;
+		return -staging_truncate(h->sf, (uint64_t)size);
+	}
+	key = fo_key(path);
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv)
+		return -rv;
+	if (S_ISDIR(ma.mode))
+		return -EISDIR;
+	rv = fo_stage_existing(fs, key, &ma, &sf);
+	if (rv)
+		return -rv;
+	rv = staging_truncate(sf, (uint64_t)size);
+	if (!rv)
+		rv = staging_publish(sf, fo_publish, fs);
+	staging_release(fs->stg, sf);
+	return -rv;
+}
+
+static int fo_unlink(const char *path)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	struct staging_file *sf;
+	struct meta_attr ma;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv)
+		return -rv;
+	if (S_ISDIR(ma.mode))
+		return -EISDIR;
+	if (ma.flags & META_IN_SOURCE)
+		return -fo_refuse_source("unlink", key);
+	if (fs->overlay) {
+		struct store_attr sa;
+
+		/* deleting the copy would bring the source version back */
+		if (store_head(fs->src, key, NULL, &sa) == 0) {
+			store_attr_free(&sa);
+			return -fo_refuse_source("unlink", key);
+		}
+	}
+	sf = staging_find(fs->stg, key);
+	if (sf) {
+		staging_forget(sf);
+		staging_release(fs->stg, sf);
+	}
+	rv = sync_remove(fs->sync, key);
+	if (rv)
+		return -rv;
+	fo_changed(fs, key, NULL);
+	return 0;
+}
+
+static int fo_mkdir(const char *path, mode_t mode)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	char marker[PATH_MAX + 2];
+	struct store_attr sa;
+	struct meta_attr ma;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv == 0)
+		return -EEXIST;
+	if (rv != ENOENT)
+		return -rv;
+	snprintf(marker, sizeof(marker), "%s/", key);
+	fo_new_store_attr(S_IFDIR | (mode & 07777), &sa);
+	rv = sync_put_mem(fs->sync, marker, "", 0, &sa);
+	if (!rv) {
+		fo_attr_from_store(fs, &sa, true, META_PENDING | META_MARKER, &ma);
+		fo_changed(fs, key, &ma);
+		/* a new directory is empty: lookups inside need no request */
+		meta_cache_put_dir(fs->mc, key, meta_cache_begin(fs->mc), NULL, 0);
+	}
+	store_attr_free(&sa);
+	return -rv;
+}
+
+static int fo_rmdir(const char *path)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	char marker[PATH_MAX + 2];
+	struct meta_attr ma;
+	struct fo_list l;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv)
+		return -rv;
+	if (!S_ISDIR(ma.mode))
+		return -ENOTDIR;
+	rv = fo_list_dir(fs, key, &l);
+	if (rv)
+		return -rv;
+	rv = l.n ? ENOTEMPTY : 0;
+	fo_list_free(&l);
+	if (rv)
+		return -rv;
+	if (ma.flags & META_IN_SOURCE)
+		return -fo_refuse_source("rmdir", key);
+	snprintf(marker, sizeof(marker), "%s/", key);
+	rv = sync_remove(fs->sync, marker);
+	if (rv)
+		return -rv;
+	fo_changed(fs, key, NULL);
+	meta_cache_invalidate_dir(fs->mc, key);
+	return 0;
+}
+
+static int fo_symlink(const char *target, const char *linkpath)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(linkpath);
+	struct store_attr sa;
+	struct meta_attr ma;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv == 0)
+		return -EEXIST;
+	if (rv != ENOENT)
+		return -rv;
+	fo_new_store_attr(S_IFLNK | 0777, &sa);
+	sa.size = strlen(target);
+	rv = sync_put_mem(fs->sync, key, target, strlen(target), &sa);
+	if (!rv) {
+		fo_attr_from_store(fs, &sa, false, META_PENDING, &ma);
+		fo_changed(fs, key, &ma);
+	}
+	store_attr_free(&sa);
+	return -rv;
+}
+
+/* Rename every key below directory from to the same place below to (recursively). */
+static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *to, int depth)
+{
+	struct fo_list l;
+	int rv;
+
+	if (depth > 128)
+		return ELOOP;
+	rv = fo_list_dir(fs, from, &l);
+	if (rv)
+		return rv;
+	for (size_t i = 0; i < l.n && !rv; i++) {
+		char a[PATH_MAX + NAME_MAX + 2], b[PATH_MAX + NAME_MAX + 2];
+
+		if (l.v[i].attr.flags & META_IN_SOURCE) {
+			rv = fo_refuse_source("rename", from);
+			break;
+		}
+		snprintf(a, sizeof(a), "%s/%s", from, l.v[i].name);
+		snprintf(b, sizeof(b), "%s/%s", to, l.v[i].name);
+		if (S_ISDIR(l.v[i].attr.mode)) {
+			rv = fo_rename_tree(fs, a, b, depth + 1);
+			continue;
+		}
+		struct staging_file *sf = staging_find(fs->stg, a);
+		if (sf) {
+			if (staging_is_dirty(sf))
+				rv = staging_publish(sf, fo_publish, fs);
+			staging_release(fs->stg, sf);
+			if (!rv)
+				staging_rekey(fs->stg, a, b);
+		}
+		if (!rv)
+			rv = sync_rename(fs->sync, a, b);
+	}
+	fo_list_free(&l);
+	if (rv)
+		return rv;
+	/* the marker (if any) last: mode and times of the directory itself */
+	char ma_key[PATH_MAX + 2], mb_key[PATH_MAX + 2];
+	struct meta_attr ma = {0};
+
+	if (fo_getattr_key(fs, from, &ma) == 0 && (ma.flags & (META_MARKER | META_PENDING))) {
+		snprintf(ma_key, sizeof(ma_key), "%s/", from);
+		snprintf(mb_key, sizeof(mb_key), "%s/", to);
+		if (ma.flags & META_MARKER)
+			rv = sync_rename(fs->sync, ma_key, mb_key);
+	} else if (depth == 0) {
+		/* implicit directory: give the new name a marker so it exists even when empty */
+		struct store_attr sa;
+
+		snprintf(mb_key, sizeof(mb_key), "%s/", to);
+		fo_new_store_attr(S_IFDIR | (ma.mode & 07777 ? ma.mode & 07777 : 0750), &sa);
+		rv = sync_put_mem(fs->sync, mb_key, "", 0, &sa);
+		store_attr_free(&sa);
+	}
+	return rv;
+}
+
+static int fo_rename(const char *from_path, const char *to_path, unsigned int flags)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *from = fo_key(from_path), *to = fo_key(to_path);
+	struct meta_attr fa, ta;
+	bool to_exists;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	if (flags & ~(unsigned)RENAME_NOREPLACE)
+		return -EINVAL;
+	rv = fo_getattr_key(fs, from, &fa);
+	if (rv)
+		return -rv;
+	rv = fo_getattr_key(fs, to, &ta);
+	if (rv && rv != ENOENT)
+		return -rv;
+	to_exists = rv == 0;
+	if (to_exists && (flags & RENAME_NOREPLACE))
+		return -EEXIST;
+	if (fa.flags & META_IN_SOURCE)
+		return -fo_refuse_source("rename", from);
+	if (to_exists && (ta.flags & META_IN_SOURCE))
+		return -fo_refuse_source("rename onto", to);
+	if (!S_ISDIR(fa.mode)) {
+		struct staging_file *sf;
+
+		if (to_exists && S_ISDIR(ta.mode))
+			return -EISDIR;
+		sf = staging_find(fs->stg, from);
+		if (sf) {
+			if (staging_is_dirty(sf))
+				rv = staging_publish(sf, fo_publish, fs);
+			staging_release(fs->stg, sf);
+			if (rv)
+				return -rv;
+			staging_rekey(fs->stg, from, to);
+		}
+		rv = sync_rename(fs->sync, from, to);
+		if (rv)
+			return -rv;
+		fa.flags = (fa.flags & ~META_FROM_LIST) | META_PENDING;
+		fo_changed(fs, from, NULL);
+		fo_changed(fs, to, &fa);
+		return 0;
+	}
+	if (to_exists) {
+		struct fo_list l;
+		char marker[PATH_MAX + 2];
+
+		if (!S_ISDIR(ta.mode))
+			return -ENOTDIR;
+		rv = fo_list_dir(fs, to, &l);
+		if (rv)
+			return -rv;
+		rv = l.n ? ENOTEMPTY : 0;
+		fo_list_free(&l);
+		if (rv)
+			return -rv;
+		snprintf(marker, sizeof(marker), "%s/", to);
+		rv = sync_remove(fs->sync, marker);
+		if (rv)
+			return -rv;
+	}
+	log_info("rename of directory '%s' to '%s': one record per key, not atomic", from, to);
+	rv = fo_rename_tree(fs, from, to, 0);
+	meta_cache_invalidate_tree(fs->mc, from);
+	meta_cache_invalidate_tree(fs->mc, to);
+	{
+		char parent[PATH_MAX];
+		const char *name = fo_split(from, parent);
+
+		meta_cache_dir_remove(fs->mc, parent, name);
+		name = fo_split(to, parent);
+		meta_cache_dir_add(fs->mc, parent, name, S_IFDIR);
+	}
+	return -rv;
+}
+
+/* chmod / chown / utimens: the changes in ch (has bits say which). */
+static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct store_attr *ch)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key;
+	struct staging_file *sf = NULL;
+	struct store_attr sa;
+	struct meta_attr ma;
+	char marker[PATH_MAX + 2];
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	if (fi && fi->fh)
+		key = ((struct fo_handle *)(uintptr_t)fi->fh)->key;
+	else if (path)
+		key = fo_key(path);
+	else
+		return -EBADF;
+	if (!key[0])
+		return -EPERM; /* the mount root has no object */
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv)
+		return -rv;
+	if (ma.flags & META_IN_SOURCE)
+		return -fo_refuse_source("changing attributes of", key);
+	if (!S_ISDIR(ma.mode) && (sf = staging_find(fs->stg, key))) {
+		staging_set_attr(sf, ch);
+		rv = staging_publish(sf, fo_publish, fs);
+		staging_release(fs->stg, sf);
+		return -rv;
+	}
+	if (S_ISDIR(ma.mode)) {
+		snprintf(marker, sizeof(marker), "%s/", key);
+		rv = fo_full_attr(fs, marker, &ma, &sa, NULL);
+		if (rv == ENOENT) {
+			/* implicit directory: a marker carries the attributes from now on */
+			fo_new_store_attr(S_IFDIR | (ma.mode & 07777), &sa);
+			rv = 0;
+		}
+	} else {
+		rv = fo_full_attr(fs, key, &ma, &sa, NULL);
+	}
+	if (rv)
+		return -rv;
+	if (!(sa.has & STORE_HAS_MODE))
+		sa.mode = ma.mode;
+	if (!(sa.has & STORE_HAS_UID))
+		sa.uid = ma.uid;
+	if (!(sa.has & STORE_HAS_GID))
+		sa.gid = ma.gid;
+	if (!(sa.has & STORE_HAS_MTIME))
+		sa.mtime = ma.mtime;
+	sa.has |= STORE_HAS_MODE | STORE_HAS_UID | STORE_HAS_GID | STORE_HAS_MTIME;
+	if (ch->has & STORE_HAS_MODE)
+		sa.mode = (sa.mode & S_IFMT ? sa.mode & S_IFMT : ma.mode & S_IFMT) | (ch->mode & 07777);
+	if (ch->has & STORE_HAS_UID)
+		sa.uid = ch->uid;
+	if (ch->has & STORE_HAS_GID)
+		sa.gid = ch->gid;
+	if (ch->has & STORE_HAS_MTIME)
+		sa.mtime = ch->mtime;
+	if (ch->has & STORE_HAS_ATIME) {
+		sa.atime = ch->atime;
+		sa.has |= STORE_HAS_ATIME;
+	}
+	fo_now(&sa.ctime);
+	sa.has |= STORE_HAS_CTIME;
+	if (S_ISDIR(ma.mode)) {
+		sa.is_dir = true;
+		if (!sa.content_type[0])
+			snprintf(sa.content_type, sizeof(sa.content_type), "application/x-directory");
+		rv = sync_put_mem(fs->sync, marker, "", 0, &sa);
+	} else {
+		rv = sync_set_attr(fs->sync, key, &sa);
+	}
+	if (!rv) {
+		struct meta_attr na;
+
+		fo_attr_from_store(fs, &sa, S_ISDIR(ma.mode),
+				   META_PENDING | (S_ISDIR(ma.mode) ? META_MARKER : 0), &na);
+		na.size = ma.size;
+		snprintf(na.etag, sizeof(na.etag), "%s", ma.etag);
+		meta_cache_set_attr(fs->mc, key, &na);
+	}
+	store_attr_free(&sa);
+	return -rv;
+}
+
+static int fo_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct store_attr ch = {0};
+
+	ch.mode = mode;
+	ch.has = STORE_HAS_MODE;
+	return fo_set_attr(path, fi, &ch);
+}
+
+static int fo_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	struct store_attr ch = {0};
+
+	if (uid != (uid_t)-1) {
+		ch.uid = uid;
+		ch.has |= STORE_HAS_UID;
+	}
+	if (gid != (gid_t)-1) {
+		ch.gid = gid;
+		ch.has |= STORE_HAS_GID;
+	}
+	if (!ch.has)
+		return 0;
+	return fo_set_attr(path, fi, &ch);
+}
+
+static int fo_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	struct store_attr ch = {0};
+	struct timespec now;
+
+	fo_now(&now);
+	if (!tv || tv[0].tv_nsec != UTIME_OMIT) {
+		ch.atime = (!tv || tv[0].tv_nsec == UTIME_NOW) ? now : tv[0];
+		ch.has |= STORE_HAS_ATIME;
+	}
+	if (!tv || tv[1].tv_nsec != UTIME_OMIT) {
+		ch.mtime = (!tv || tv[1].tv_nsec == UTIME_NOW) ? now : tv[1];
+		ch.has |= STORE_HAS_MTIME;
+	}
+	if (!ch.has)
+		return 0;
+	return fo_set_attr(path, fi, &ch);
+}
+
+static int fo_statfs(const char *path, struct statvfs *sv)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	uint64_t size = fs->o->fs_size ? fs->o->fs_size : (1ULL << 50);
+
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = 4096;
+	sv->f_frsize = 4096;
+	sv->f_blocks = size / 4096;
+	sv->f_bfree = sv->f_blocks;
+	sv->f_bavail = sv->f_blocks;
+	sv->f_files = 1ULL << 32;
+	sv->f_ffree = 1ULL << 32;
+	sv->f_favail = 1ULL << 32;
+	sv->f_namemax = NAME_MAX;
+	return 0;
+}
+
+static int fo_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct meta_attr ma;
+	int rv = fo_getattr_key(fo_fs(), fo_key(path), &ma);
+	char *key;
+
+	if (rv)
+		return -rv;
+	if (!S_ISDIR(ma.mode))
+		return -ENOTDIR;
+	key = strdup(fo_key(path));
+	if (!key)
+		return -ENOMEM;
+	fi->fh = (uint64_t)(uintptr_t)key;
+	return 0;
+}
+
+static int fo_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	free((char *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+static const struct fuse_operations fo_table = {
+	.init = fo_init,
+	.getattr = fo_getattr,
+	.access = fo_access,
+	.readlink = fo_readlink,
+	.opendir = fo_opendir,
+	.readdir = fo_readdir,
+	.releasedir = fo_releasedir,
+	.mknod = fo_mknod,
+	.mkdir = fo_mkdir,
+	.unlink = fo_unlink,
+	.rmdir = fo_rmdir,
+	.symlink = fo_symlink,
+	.rename = fo_rename,
+	.chmod = fo_chmod,
+	.chown = fo_chown,
+	.truncate = fo_truncate,
+	.open = fo_open,
+	.create = fo_create,
+	.read = fo_read,
+	.write = fo_write,
+	.statfs = fo_statfs,
+	.flush = fo_flush,
+	.release = fo_release,
+	.fsync = fo_fsync,
+	.utimens = fo_utimens,
+};
+
+const struct fuse_operations *fuse_ops_table(void)
+{
+	return &fo_table;
+}

@@ -1,0 +1,40 @@
+/*
+ * fuse_ops.h - the FUSE adapter: the only code that implements file system operations and turns
+ * the inside convention (0 / positive errno) into FUSE's negative errno.
+ *
+ * The mount (mount.c) fills a struct fuse_ops_fs and passes it as the private data of
+ * fuse_new() with the table from fuse_ops_table(). Operations run on libfuse's worker threads.
+ */
+#ifndef OBJFS_FUSE_OPS_H
+#define OBJFS_FUSE_OPS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "meta_cache.h"
+
+struct objfs_opts;
+struct store;
+struct data_cache;
+struct sync;
+struct staging;
+
+struct fuse_ops_fs {
+	const struct objfs_opts *o;
+	struct store *src;   /* where reads fall through to */
+	struct store *dst;   /* where writes go; == src unless dest= names another store */
+	bool overlay;        /* src != dst: src is never modified */
+	bool ro;             /* every write is EROFS */
+	struct meta_cache *mc;
+	struct data_cache *dc;
+	struct sync *sync;   /* NULL when read-only */
+	struct staging *stg; /* NULL when read-only */
+	uid_t uid;           /* owner of objects without metadata (uid= or the mounting user) */
+	gid_t gid;
+	struct meta_attr root; /* the mount root */
+};
+
+struct fuse_operations;
+const struct fuse_operations *fuse_ops_table(void);
+
+#endif

@@ -1,0 +1,821 @@
+/*
+ * mount.c - the mount lifecycle (see mount.h): checks, stores, daemonizing, threads, the FUSE
+ * session, signals and the reverse teardown.
+ *
+ * Threads: mount_main runs on the main thread. Before the fork only short-lived objects exist
+ * (a temporary HTTP engine for the store check, joined before forking); everything with
+ * threads is created after the fork, with the termination signals blocked so that only the
+ * main thread (in the FUSE loop) receives them. No locks of its own.
+ */
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "crypto.h"
+#include "ctl.h"
+#include "data_cache.h"
+#include "fuse_ops.h"
+#include "http.h"
+#include "log.h"
+#include "meta_cache.h"
+#include "mount.h"
+#include "opts.h"
+#include "staging.h"
+#include "store.h"
+#include "sync.h"
+
+#define MOUNT_ERR_LEN 512
+#define MOUNT_META_ENTRIES 100000
+
+struct mount_state {
+	struct objfs_opts *o;
+	char mountpoint[PATH_MAX];
+	char cache_dir[PATH_MAX];
+	struct stat mp_stat;
+	struct http_engine *eng;
+	struct store *src, *dst;
+	struct meta_cache *mc;
+	struct data_cache *dc;
+	struct staging *stg;
+	struct sync *sync;
+	int lock_fd;
+	struct fuse *fuse;
+	bool mounted;
+	struct fuse_ops_fs fs;
+	struct ctl_server *ctl;
+};
+
+/* One line into err (vsnprintf: a long path is cut, never overflows). */
+static void mount_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void mount_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- checks ---- */
+
+/* Undo the octal escapes of /proc/self/mountinfo ("\040" for a space). */
+static void mount_unescape(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+static bool mount_is_mountpoint(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *save = NULL, *tok = strtok_r(line, " ", &save);
+
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (tok) {
+			mount_unescape(tok);
+			found = !strcmp(tok, path);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static int mount_check_mountpoint(struct mount_state *ms, char *err, size_t errlen)
+{
+	const char *mp = ms->o->mountpoint;
+
+	if (stat(mp, &ms->mp_stat)) {
+		int e = errno;
+
+		if (e == ENOTCONN)
+			mount_errf(err, errlen,
+				 "mountpoint '%s' is a dead FUSE mount: run 'fusermount3 -u %s' first",
+				 mp, mp);
+		else if (e == ENOENT)
+			mount_errf(err, errlen, "mountpoint '%s' does not exist: create it first", mp);
+		else
+			mount_errf(err, errlen, "mountpoint '%s': %s", mp, strerror(e));
+		return e;
+	}
+	if (!S_ISDIR(ms->mp_stat.st_mode)) {
+		mount_errf(err, errlen, "mountpoint '%s' is not a directory", mp);
+		return ENOTDIR;
+	}
+	if (!realpath(mp, ms->mountpoint)) {
+		mount_errf(err, errlen, "mountpoint '%s': %s", mp, strerror(errno));
+		return errno;
+	}
+	if (mount_is_mountpoint(ms->mountpoint)) {
+		mount_errf(err, errlen, "'%s' is already a mount point: unmount it first",
+			 ms->mountpoint);
+		return EBUSY;
+	}
+	return 0;
+}
+
+static int mount_mkdirs(const char *path, mode_t last_mode)
+{
+	char buf[PATH_MAX];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return errno;
+		*p = '/';
+	}
+	if (mkdir(buf, last_mode) && errno != EEXIST)
+		return errno;
+	return 0;
+}
+
+/* cache_dir= or a per-mount default; created 0700, must be a writable directory. */
+static int mount_cache_dir(struct mount_state *ms, char *err, size_t errlen)
+{
+	struct objfs_opts *o = ms->o;
+	char probe[PATH_MAX + 64];
+	struct stat sb;
+	int fd, rv;
+
+	if (o->cache_dir && o->cache_dir[0]) {
+		if (o->cache_dir[0] != '/') {
+			char cwd[PATH_MAX];
+
+			if (!getcwd(cwd, sizeof(cwd)) ||
+			    snprintf(ms->cache_dir, sizeof(ms->cache_dir), "%s/%s", cwd, o->cache_dir) >=
+				    (int)sizeof(ms->cache_dir)) {
+				mount_errf(err, errlen, "cache directory '%s': path too long", o->cache_dir);
+				return ENAMETOOLONG;
+			}
+		} else {
+			snprintf(ms->cache_dir, sizeof(ms->cache_dir), "%s", o->cache_dir);
+		}
+	} else {
+		char id[3 * PATH_MAX + 8], hex[2 * CRYPTO_SHA256_LEN + 1], base[PATH_MAX];
+		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+
+		snprintf(id, sizeof(id), "%s\n%s\n%s", o->source, o->dest ? o->dest : "",
+			 ms->mountpoint);
+		crypto_sha256_hex(id, strlen(id), hex);
+		hex[16] = '\0';
+		if (getuid() == 0)
+			snprintf(base, sizeof(base), "/var/cache/objfs");
+		else if (xdg && xdg[0] == '/')
+			snprintf(base, sizeof(base), "%s/objfs", xdg);
+		else if (home && home[0] == '/')
+			snprintf(base, sizeof(base), "%s/.cache/objfs", home);
+		else {
+			mount_errf(err, errlen, "no cache directory: set cache_dir= or HOME");
+			return EINVAL;
+		}
+		if (snprintf(ms->cache_dir, sizeof(ms->cache_dir), "%s/%s", base, hex) >=
+		    (int)sizeof(ms->cache_dir)) {
+			mount_errf(err, errlen, "no cache directory: set cache_dir=");
+			return ENAMETOOLONG;
+		}
+	}
+	rv = mount_mkdirs(ms->cache_dir, 0700);
+	if (rv) {
+		mount_errf(err, errlen, "cannot create cache directory '%s': %s", ms->cache_dir,
+			 strerror(rv));
+		return rv;
+	}
+	if (stat(ms->cache_dir, &sb) || !S_ISDIR(sb.st_mode)) {
+		mount_errf(err, errlen, "cache directory '%s' is not a directory", ms->cache_dir);
+		return ENOTDIR;
+	}
+	/* access() says yes to root on a read-only file system: try for real */
+	snprintf(probe, sizeof(probe), "%s/.objfs-probe.%d", ms->cache_dir, (int)getpid());
+	fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rv = errno;
+		mount_errf(err, errlen, "cache directory '%s' is not writable: %s", ms->cache_dir,
+			 strerror(rv));
+		return rv;
+	}
+	close(fd);
+	unlink(probe);
+	return 0;
+}
+
+/* Read-only mounts have no sync object to hold the cache directory lock: hold it here (the
+ * same file, cache_dir/lock, so read-only and read-write mounts exclude each other). */
+static int mount_lock_cache_dir(struct mount_state *ms, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 8];
+
+	snprintf(path, sizeof(path), "%s/lock", ms->cache_dir);
+	ms->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (ms->lock_fd < 0) {
+		mount_errf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+		return errno;
+	}
+	if (flock(ms->lock_fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(ms->lock_fd, pid, sizeof(pid) - 1, 0);
+
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		mount_errf(err, errlen, "cache directory '%s' is in use by another objfs mount%s%s%s",
+			 ms->cache_dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+		close(ms->lock_fd);
+		ms->lock_fd = -1;
+		return e == EWOULDBLOCK ? EBUSY : e;
+	}
+	return 0;
+}
+
+static void mount_lock_write_pid(struct mount_state *ms)
+{
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+
+	if (ms->lock_fd >= 0 && ftruncate(ms->lock_fd, 0) == 0 &&
+	    pwrite(ms->lock_fd, pid, (size_t)n, 0) != n)
+		log_debug("cannot write the pid into the lock file");
+}
+
+/* ---- stores ---- */
+
+static bool mount_is_file_url(const char *s)
+{
+	return strncmp(s, "file://", 7) == 0;
+}
+
+static bool mount_transient(int rv)
+{
+	return rv == ECONNREFUSED || rv == ETIMEDOUT || rv == EHOSTUNREACH || rv == ECONNRESET ||
+	       rv == EIO || rv == EAGAIN;
+}
+
+/* Open one store from an s3:// or file:// URL; with check, verify it (retrying a transient
+ * failure for mount_wait seconds). */
+static int mount_open_one(struct mount_state *ms, const char *url, bool dest, bool check,
+			  struct store **st, char *err, size_t errlen)
+{
+	struct objfs_opts *o = ms->o;
+	char *bucket = NULL, *prefix = NULL;
+	time_t deadline = time(NULL) + (o->mount_wait_s > 0 ? o->mount_wait_s : 0);
+	int rv;
+
+	*st = NULL;
+	if (mount_is_file_url(url)) {
+		*st = store_dir_create(url + 7, err, errlen);
+		if (!*st)
+			return EINVAL;
+		if (check && (rv = (*st)->ops->check(*st, err, errlen))) {
+			store_destroy(*st);
+			*st = NULL;
+			return rv;
+		}
+		return 0;
+	}
+	rv = cli_parse_s3_url(url, &bucket, &prefix);
+	if (rv) {
+		mount_errf(err, errlen, "'%s' is not s3://bucket[/prefix] or file:///dir", url);
+		return rv;
+	}
+	if (!ms->eng) {
+		struct http_config cfg;
+
+		cli_http_config(o, &cfg);
+		ms->eng = http_engine_create(&cfg);
+		if (!ms->eng) {
+			rv = errno ? errno : ENOMEM;
+			mount_errf(err, errlen, "cannot start the HTTP engine: %s", strerror(rv));
+			goto out;
+		}
+	}
+	for (;;) {
+		char e1[MOUNT_ERR_LEN];
+
+		rv = cli_open_store(o, ms->eng, bucket, prefix, dest, check, st, e1, sizeof(e1));
+		if (rv)
+			mount_errf(err, errlen, "%s: %s", url, e1);
+		if (!rv || !check || !mount_transient(rv) || time(NULL) >= deadline)
+			break;
+		log_warn("%s; retrying (mount_wait)", err);
+		sleep(1);
+	}
+out:
+	free(bucket);
+	free(prefix);
+	return rv;
+}
+
+static int mount_open_stores(struct mount_state *ms, bool check, char *err, size_t errlen)
+{
+	struct objfs_opts *o = ms->o;
+	int rv;
+
+	rv = mount_open_one(ms, o->source, false, check, &ms->src, err, errlen);
+	if (rv)
+		return rv;
+	if (o->dest && strcmp(o->dest, o->source) != 0) {
+		rv = mount_open_one(ms, o->dest, true, check, &ms->dst, err, errlen);
+		if (rv)
+			return rv;
+	} else {
+		ms->dst = ms->src;
+	}
+	return 0;
+}
+
+static void mount_close_stores(struct mount_state *ms)
+{
+	if (ms->dst && ms->dst != ms->src)
+		store_destroy(ms->dst);
+	store_destroy(ms->src);
+	ms->src = ms->dst = NULL;
+	if (ms->eng)
+		http_engine_destroy(ms->eng);
+	ms->eng = NULL;
+}
+
+/* ---- control socket (objfs status / sync / umount) ---- */
+
+static void mount_ctl_status(void *ud, struct ctl_status *w)
+{
+	struct mount_state *ms = ud;
+	struct meta_cache_stats mcs;
+	struct data_cache_stats ds;
+	char key[64];
+
+	ctl_status_str(w, "source", ms->o->source);
+	ctl_status_str(w, "dest", ms->o->dest ? ms->o->dest : ms->o->source);
+	ctl_status_str(w, "mountpoint", ms->mountpoint);
+	ctl_status_str(w, "cache_dir", ms->cache_dir);
+	ctl_status_u64(w, "read_only", ms->o->ro);
+	if (ms->sync) {
+		struct sync_stats ss;
+
+		sync_get_stats(ms->sync, &ss);
+		ctl_status_sync_stats(w, &ss);
+	}
+	if (ms->eng) {
+		struct http_stats hs;
+
+		http_get_stats(ms->eng, &hs);
+		ctl_status_u64(w, "http_requests", hs.requests);
+		ctl_status_u64(w, "http_failures", hs.failures);
+		ctl_status_u64(w, "http_bytes_sent", hs.bytes_sent);
+		ctl_status_u64(w, "http_bytes_received", hs.bytes_received);
+		ctl_status_u64(w, "http_in_flight", hs.in_flight);
+		ctl_status_u64(w, "http_queued", hs.queued);
+		ctl_status_u64(w, "http_waiting_retry", hs.waiting_retry);
+		ctl_status_u64(w, "http_idle_connections", hs.idle_connections);
+		ctl_status_u64(w, "http_open_connections", hs.open_connections);
+		for (int c = 0; c < HTTP_RETRY_NCAUSES; c++) {
+			snprintf(key, sizeof(key), "http_retries_%s", http_retry_cause_name(c));
+			for (char *k = key; *k; k++)
+				if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9')))
+					*k = '_';
+			ctl_status_u64(w, key, hs.retries[c]);
+		}
+		ctl_status_str(w, "http_last_error", hs.last_error);
+		for (size_t i = 0; i < hs.n_hosts && i < 8; i++) {
+			snprintf(key, sizeof(key), "host%zu", i);
+			ctl_status_str(w, key, hs.hosts[i].host);
+			snprintf(key, sizeof(key), "host%zu_in_flight", i);
+			ctl_status_u64(w, key, hs.hosts[i].in_flight);
+			snprintf(key, sizeof(key), "host%zu_limit", i);
+			ctl_status_u64(w, key, hs.hosts[i].limit);
+			snprintf(key, sizeof(key), "host%zu_max_in_flight_seen", i);
+			ctl_status_u64(w, key, hs.hosts[i].max_in_flight_seen);
+		}
+	}
+	if (ms->dc) {
+		data_cache_get_stats(ms->dc, &ds);
+		ctl_status_u64(w, "cache_bytes", ds.bytes_cached);
+		ctl_status_u64(w, "cache_max_bytes", ds.max_bytes);
+		ctl_status_u64(w, "cache_hits", ds.hits);
+		ctl_status_u64(w, "cache_misses", ds.misses);
+		ctl_status_u64(w, "cache_bytes_fetched", ds.bytes_fetched);
+		ctl_status_u64(w, "cache_readahead_started", ds.readahead_started);
+		ctl_status_u64(w, "cache_readahead_cancelled", ds.readahead_cancelled);
+		ctl_status_u64(w, "cache_evictions", ds.evictions);
+		ctl_status_u64(w, "cache_bypass_reads", ds.bypass_reads);
+	}
+	if (ms->mc) {
+		meta_cache_get_stats(ms->mc, &mcs);
+		ctl_status_u64(w, "meta_entries", mcs.entries);
+		ctl_status_u64(w, "meta_attr_hits", mcs.attr_hits);
+		ctl_status_u64(w, "meta_negative_hits", mcs.neg_hits);
+		ctl_status_u64(w, "meta_misses", mcs.misses);
+		ctl_status_u64(w, "meta_dir_hits", mcs.dir_hits);
+		ctl_status_u64(w, "meta_dir_misses", mcs.dir_misses);
+		ctl_status_u64(w, "meta_stale_puts", mcs.stale_puts);
+		ctl_status_u64(w, "meta_evictions", mcs.evictions);
+	}
+}
+
+static int mount_ctl_sync(void *ud, bool drain,
+			  void (*progress)(void *pud, const struct sync_progress *p), void *pud,
+			  const volatile int *cancel, char *err, size_t errlen)
+{
+	struct mount_state *ms = ud;
+
+	if (!ms->sync)
+		return 0; /* read-only: nothing is ever pending */
+	return ctl_wait_sync(ms->sync, drain, progress, pud, cancel, err, errlen);
+}
+
+static int mount_ctl_start(struct mount_state *ms, char *err, size_t errlen)
+{
+	struct ctl_handlers h = {ms, mount_ctl_status, mount_ctl_sync};
+	char path[PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/ctl.sock", ms->cache_dir);
+	ms->ctl = ctl_server_start(path, &h, err, errlen);
+	return ms->ctl ? 0 : EIO;
+}
+
+/* ---- start and stop (after the fork) ---- */
+
+static void mount_fuse_escape(const char *in, char *out, size_t len)
+{
+	size_t w = 0;
+
+	for (; *in && w + 3 < len; in++) {
+		if (*in == ',' || *in == '\\')
+			out[w++] = '\\';
+		out[w++] = *in;
+	}
+	out[w] = '\0';
+}
+
+static int mount_fuse_new(struct mount_state *ms, char *err, size_t errlen)
+{
+	struct objfs_opts *o = ms->o;
+	char fsname[1024], opts[1400];
+	char *argv[4];
+	int argc = 0;
+	struct fuse_args args;
+
+	mount_fuse_escape(o->source, fsname, sizeof(fsname));
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=objfs%s%s%s", fsname,
+		 o->allow_other ? ",allow_other" : "",
+		 (o->allow_other || o->default_permissions) ? ",default_permissions" : "",
+		 o->ro ? ",ro" : "");
+	argv[argc++] = "objfs";
+	argv[argc++] = "-o";
+	argv[argc++] = opts;
+	if (o->debug_fuse)
+		argv[argc++] = "-d";
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	ms->fuse = fuse_new(&args, fuse_ops_table(), sizeof(struct fuse_operations), &ms->fs);
+	fuse_opt_free_args(&args);
+	if (!ms->fuse) {
+		mount_errf(err, errlen, "cannot set up FUSE (is /dev/fuse there? see the log)");
+		return EIO;
+	}
+	if (fuse_mount(ms->fuse, ms->mountpoint)) {
+		mount_errf(err, errlen, "cannot mount on '%s' (see the messages above)", ms->mountpoint);
+		fuse_destroy(ms->fuse);
+		ms->fuse = NULL;
+		return EIO;
+	}
+	ms->mounted = true;
+	return 0;
+}
+
+static int mount_start(struct mount_state *ms, char *err, size_t errlen)
+{
+	struct objfs_opts *o = ms->o;
+	struct meta_cache_config mcc = {o->attr_ttl_ms, o->dir_ttl_ms, o->neg_ttl_ms,
+					 MOUNT_META_ENTRIES, NULL};
+	struct data_cache_config dcc = {0};
+	char path[PATH_MAX + 16];
+	int rv;
+
+	rv = mount_open_stores(ms, false, err, errlen);
+	if (rv)
+		return rv;
+	if (o->ro) {
+		rv = mount_lock_cache_dir(ms, err, errlen);
+		if (rv)
+			return rv;
+		mount_lock_write_pid(ms);
+	} else {
+		struct sync_config sc;
+
+		sync_config_defaults(&sc);
+		sc.cache_dir = ms->cache_dir;
+		sc.settle_ms = o->settle_ms;
+		sc.batch_files = o->batch_files;
+		sc.batch_bytes = o->batch_bytes;
+		sc.batch_ms = o->batch_ms;
+		sc.multipart_threshold = o->multipart_threshold;
+		sc.part_size = o->part_size;
+		sc.upload_workers = o->upload_workers;
+		ms->sync = sync_create(&sc, ms->dst, err, errlen);
+		if (!ms->sync)
+			return EBUSY;
+		snprintf(path, sizeof(path), "%s/staging", ms->cache_dir);
+		ms->stg = staging_create(path, err, errlen);
+		if (!ms->stg)
+			return EIO;
+	}
+	ms->mc = meta_cache_create(&mcc);
+	if (!ms->mc) {
+		mount_errf(err, errlen, "out of memory");
+		return ENOMEM;
+	}
+	dcc.dir = ms->cache_dir;
+	dcc.max_bytes = o->cache_size;
+	dcc.block_size = o->block_size;
+	dcc.read_ahead = o->read_ahead;
+	ms->dc = data_cache_create(&dcc, err, errlen);
+	if (!ms->dc)
+		return EIO;
+	if (ms->sync && (rv = sync_start(ms->sync))) {
+		mount_errf(err, errlen, "cannot start the sync thread: %s", strerror(rv));
+		return rv;
+	}
+
+	ms->fs.o = o;
+	ms->fs.src = ms->src;
+	ms->fs.dst = ms->dst;
+	ms->fs.overlay = ms->src != ms->dst;
+	ms->fs.ro = o->ro;
+	ms->fs.mc = ms->mc;
+	ms->fs.dc = ms->dc;
+	ms->fs.sync = ms->sync;
+	ms->fs.stg = ms->stg;
+	ms->fs.uid = o->has_uid ? o->uid : getuid();
+	ms->fs.gid = o->has_gid ? o->gid : getgid();
+	ms->fs.root.mode = S_IFDIR | (ms->mp_stat.st_mode & 07777);
+	ms->fs.root.uid = o->has_uid ? o->uid : ms->mp_stat.st_uid;
+	ms->fs.root.gid = o->has_gid ? o->gid : ms->mp_stat.st_gid;
+	clock_gettime(CLOCK_REALTIME, &ms->fs.root.mtime);
+	ms->fs.root.ctime = ms->fs.root.atime = ms->fs.root.mtime;
+	ms->fs.root.flags = META_MARKER;
+
+	rv = mount_ctl_start(ms, err, errlen);
+	if (rv)
+		return rv;
+	rv = mount_fuse_new(ms, err, errlen);
+	if (rv)
+		return rv;
+	/* objfs status / sync / umount find the socket through the mount point */
+	if (ctl_server_register(ms->ctl, ms->mountpoint, err, errlen))
+		log_warn("%s; objfs status will not find this mount", err);
+	err[0] = '\0';
+	return 0;
+}
+
+static void mount_stop(struct mount_state *ms)
+{
+	if (ms->fuse) {
+		if (ms->mounted)
+			fuse_unmount(ms->fuse);
+		ms->mounted = false;
+	}
+	ctl_server_stop(ms->ctl);
+	ms->ctl = NULL;
+	if (ms->sync) {
+		struct sync_stats st;
+
+		sync_get_stats(ms->sync, &st);
+		if (st.queued_files)
+			log_info("uploading %llu pending file(s) before exit",
+				 (unsigned long long)st.queued_files);
+		sync_destroy(ms->sync, true);
+		ms->sync = NULL;
+	}
+	data_cache_destroy(ms->dc);
+	ms->dc = NULL;
+	staging_destroy(ms->stg);
+	ms->stg = NULL;
+	meta_cache_destroy(ms->mc);
+	ms->mc = NULL;
+	mount_close_stores(ms);
+	if (ms->fuse)
+		fuse_destroy(ms->fuse);
+	ms->fuse = NULL;
+	if (ms->lock_fd >= 0)
+		close(ms->lock_fd);
+	ms->lock_fd = -1;
+}
+
+static int mount_loop(struct mount_state *ms)
+{
+	struct fuse_session *se = fuse_get_session(ms->fuse);
+	struct fuse_loop_config *lc;
+	sigset_t none;
+	int rv;
+
+	if (fuse_set_signal_handlers(se)) {
+		log_error("cannot install signal handlers");
+		return 1;
+	}
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	lc = fuse_loop_cfg_create();
+	if (!lc) {
+		fuse_remove_signal_handlers(se);
+		return 1;
+	}
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	fuse_loop_cfg_set_max_threads(lc, 64);
+	fuse_loop_cfg_set_idle_threads(lc, 16);
+	rv = fuse_loop_mt(ms->fuse, lc);
+	fuse_loop_cfg_destroy(lc);
+	fuse_remove_signal_handlers(se);
+	/* the loop ends on a signal or an unmount; anything else is worth a line */
+	if (rv && rv != -EINTR && !fuse_session_exited(se))
+		log_error("FUSE loop ended with an error: %s", strerror(rv < 0 ? -rv : rv));
+	return 0;
+}
+
+/* ---- daemonizing ---- */
+
+static void mount_report(int fd, const char *msg)
+{
+	size_t len = strlen(msg);
+
+	if (fd < 0)
+		return;
+	if (write(fd, msg, len) != (ssize_t)len)
+		log_debug("cannot report to the parent");
+	close(fd);
+}
+
+/* Parent: wait for the child's report. "OK" -> 0; else print it -> 1. */
+static int mount_wait_child(pid_t pid, int fd)
+{
+	char msg[MOUNT_ERR_LEN + 8];
+	size_t got = 0;
+	ssize_t n;
+	int status;
+
+	while (got < sizeof(msg) - 1 && (n = read(fd, msg + got, sizeof(msg) - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += (size_t)n;
+	}
+	msg[got] = '\0';
+	close(fd);
+	if (!strcmp(msg, "OK"))
+		return 0;
+	if (got) {
+		log_error("%s", msg);
+	} else {
+		waitpid(pid, &status, 0);
+		log_error("the mount daemon died before mounting (%s %d); see the system log",
+			  WIFSIGNALED(status) ? "signal" : "exit status",
+			  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		return 1;
+	}
+	waitpid(pid, &status, 0);
+	return 1;
+}
+
+static void mount_detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+int mount_main(struct objfs_opts *o)
+{
+	struct mount_state *ms;
+	char err[MOUNT_ERR_LEN] = "";
+	int report_fd = -1, rv, code = 1;
+	sigset_t block, old;
+
+	ms = calloc(1, sizeof(*ms));
+	if (!ms) {
+		log_error("out of memory");
+		return 1;
+	}
+	ms->o = o;
+	ms->lock_fd = -1;
+	log_init("objfs", o->log_level, false);
+	if (!o->source || !o->mountpoint) {
+		log_error("usage: objfs mount SOURCE MOUNTPOINT [-o OPTIONS]");
+		goto out;
+	}
+	if (o->dest && mount_is_file_url(o->dest)) {
+		log_error("dest '%s' must be an s3:// URL", o->dest);
+		goto out;
+	}
+	if (mount_check_mountpoint(ms, err, sizeof(err)) || mount_cache_dir(ms, err, sizeof(err))) {
+		log_error("%s", err);
+		goto out;
+	}
+	/* one clear line now, on the terminal, rather than a daemon that answers EIO */
+	rv = mount_open_stores(ms, true, err, sizeof(err));
+	mount_close_stores(ms);
+	if (rv) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (!o->foreground) {
+		int pfd[2];
+		pid_t pid;
+
+		fflush(NULL);
+		if (pipe2(pfd, O_CLOEXEC)) {
+			log_error("pipe: %s", strerror(errno));
+			goto out;
+		}
+		pid = fork();
+		if (pid < 0) {
+			log_error("fork: %s", strerror(errno));
+			close(pfd[0]);
+			close(pfd[1]);
+			goto out;
+		}
+		if (pid > 0) {
+			close(pfd[1]);
+			code = mount_wait_child(pid, pfd[0]);
+			goto out;
+		}
+		close(pfd[0]);
+		report_fd = pfd[1];
+		setsid();
+		if (chdir("/"))
+			log_debug("chdir /: %s", strerror(errno));
+	}
+	/* threads created from here on inherit these blocked signals */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	signal(SIGPIPE, SIG_IGN);
+	rv = mount_start(ms, err, sizeof(err));
+	if (rv) {
+		mount_stop(ms);
+		if (report_fd < 0) {
+			log_error("%s", err);
+			goto out;
+		}
+		mount_report(report_fd, err);
+		_exit(1);
+	}
+	log_info("mounted %s on %s (cache %s)", o->source, ms->mountpoint, ms->cache_dir);
+	if (report_fd >= 0) {
+		mount_report(report_fd, "OK");
+		mount_detach_stdio();
+		log_init("objfs", o->log_level, true);
+	}
+	code = mount_loop(ms);
+	log_info("unmounting %s", ms->mountpoint);
+	mount_stop(ms);
+	if (report_fd >= 0)
+		_exit(code);
+out:
+	free(ms);
+	return code;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# mount_list.sh - `ls -l` of a directory of 10,000 objects costs about 10 LIST requests and no
+# HEAD (the attributes come from the listing), counted at the fault proxy; a second `ls -l`
+# within the TTLs costs no request at all; a name looked up after the listing needs none.
+set -euo pipefail
+. "$(dirname "$0")/../lib/harness.sh"
+. "$(dirname "$0")/mount_common.sh"
+
+harness_init mount_list
+harness_need_fuse
+harness_need rclone python3
+harness_start_s3
+bucket=$(harness_unique list)
+harness_mkbucket "$bucket"
+
+n=10000
+src=$HARNESS_DIR/many
+mkdir -p "$src"
+python3 - "$src" "$n" <<'EOF'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    with open(os.path.join(d, "f%05d" % i), "w") as f:
+        f.write("x" * (i % 97))
+EOF
+env -u AWS_CA_BUNDLE RCLONE_CONFIG="" rclone copy "$src" ":s3:$bucket/many" --s3-provider Other \
+	--s3-endpoint "$S3_ENDPOINT" --s3-force-path-style=true --s3-region "$S3_REGION" \
+	--s3-access-key-id "$AWS_ACCESS_KEY_ID" --s3-secret-access-key "$AWS_SECRET_ACCESS_KEY" \
+	--s3-no-check-bucket --s3-no-head --no-check-dest --transfers 32 --checkers 32 \
+	--log-level ERROR || fail "rclone upload of $n objects failed"
+
+harness_start_proxy
+mp=$(objfs_mountpoint list)
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,attr_ttl=300s,dir_ttl=300s"
+stat "$mp/many" >/dev/null || fail "stat of the directory failed"
+
+proxy_reset
+ls -l "$mp/many" >"$HARNESS_DIR/ls1.out" || fail "ls -l failed"
+assert_eq "$(grep -c '^-' "$HARNESS_DIR/ls1.out")" "$n" "ls -l lists $n files"
+assert_eq "$(awk '$NF == "f00096" { print $5 }' "$HARNESS_DIR/ls1.out")" 96 "sizes come from the listing"
+lists=$(proxy_stat requests.LIST)
+heads=$(proxy_stat requests.HEAD)
+gets=$(proxy_stat requests.GET)
+echo "first ls -l: LIST=$lists HEAD=$heads GET=$gets total=$(proxy_stat requests_total)"
+assert_le "$lists" 12 "about $((n / 1000)) LIST requests"
+assert_le "$((n / 1000))" "$lists" "at least one LIST per 1000 keys"
+assert_eq "$heads" 0 "no HEAD per entry"
+
+proxy_reset
+ls -l "$mp/many" >"$HARNESS_DIR/ls2.out" || fail "second ls -l failed"
+cmp -s "$HARNESS_DIR/ls1.out" "$HARNESS_DIR/ls2.out" || fail "second ls -l differs from the first"
+stat "$mp/many/f04242" >/dev/null
+if [[ -e $mp/many/not-there ]]; then fail "a missing name exists"; fi
+assert_eq "$(proxy_stat requests_total)" 0 "second ls -l, a stat and a miss within the TTL: no request"
+
+objfs_umount "$mp"
