@@ -10,9 +10,10 @@
  * Admission: at most `max_conns_per_host` requests of one host (scheme+host+port) are in
  * flight; the rest wait in two queues, foreground first. Background requests may use at
  * most max(1, limit - fg_reserve) slots so that foreground reads always find one. A 503
- * SlowDown halves the host's current limit (not below 1); each success raises it by one
- * again, up to the configured cap. CURLMOPT_MAX_HOST_CONNECTIONS is set to the cap as a
- * backstop.
+ * SlowDown (or a 429) halves the host's current limit (not below 1), at most once per
+ * round of requests admitted since the last halving; every other HTTP answer raises it by
+ * one again, up to the configured cap. CURLMOPT_MAX_HOST_CONNECTIONS is set to the cap as a
+ * backstop. A retry waiting for its timer rejoins the head of its queue.
  *
  * Retries: 500/502/503/504, 429, 400 with <Code>RequestTimeout</Code>, and transport
  * errors (resolve, connect, timeout, reset, TLS connect, got nothing, partial file, send /
@@ -72,23 +73,34 @@ enum http_retry_cause {
 struct http_engine;
 struct http_request;
 
-/* Create the engine and start its thread. Returns NULL with errno set. Call after
- * curl_global_init-equivalent library init is safe (the engine does it) and after fork. */
+/* Create the engine and start its thread. Returns NULL with errno set (ENOMEM, EINVAL for
+ * a zero cap, EIO when libcurl cannot initialise). Initialises libcurl itself (once); call
+ * it after daemonizing. Sets SIGPIPE to ignored if it was at its default. The engine thread
+ * blocks all signals. */
 struct http_engine *http_engine_create(const struct http_config *cfg);
-/* Cancel everything pending, join the thread, free. */
+/* Complete everything pending with ECANCELED (done callbacks run, on the engine thread),
+ * join the thread, close every connection, free. A request submitted while this runs
+ * completes at once with ECANCELED (its done callback then runs on the submitting thread). */
 void http_engine_destroy(struct http_engine *eng);
 
 /* ---- request objects (owned by the caller until destroyed) ---- */
+/* method is upper-cased; url must be http:// or https:// (else the request completes with
+ * EINVAL). Returns NULL with errno ENOMEM. A completed request may be submitted again. */
 struct http_request *http_request_create(const char *method, const char *url);
+/* Destroying a request that is still pending aborts the program (it is a caller bug). */
 void http_request_destroy(struct http_request *req);
-/* Add or replace (same name, case-insensitive) a request header. value NULL removes it. */
+/* Add or replace (same name, case-insensitive) a request header. value NULL removes it;
+ * "" sends the header with an empty value. CR/LF in a value are sent as spaces. */
 void http_request_set_header(struct http_request *req, const char *name, const char *value);
 void http_request_set_priority(struct http_request *req, enum http_priority prio);
 /* Override the engine's max_attempts for this request (1 = no retries). */
 void http_request_set_max_attempts(struct http_request *req, unsigned n);
-/* Body from memory (copied? no: must stay valid until completion). */
+/* Body from memory, not copied: it must stay valid until completion. A body of 1 MiB or
+ * more is sent with "Expect: 100-continue" (the server may refuse it before it is sent;
+ * a server that never answers 100 costs expect100_ms); a smaller one without, unless the
+ * caller sets an Expect header. */
 void http_request_set_body_mem(struct http_request *req, const void *data, size_t len);
-/* Body from len bytes of fd at off (pread; rewound on retry). */
+/* Body from len bytes of fd at off (pread; rewound on retry). Same Expect rule. */
 void http_request_set_body_fd(struct http_request *req, int fd, off_t off, uint64_t len);
 /* Where a 2xx response body goes. Default: memory, up to 64 MiB (more fails with EFBIG).
  * Non-2xx bodies always go to memory (bounded) so they can be parsed as errors. */
@@ -115,14 +127,18 @@ bool http_request_header_at(const struct http_request *req, size_t i, const char
 
 /* ---- running ---- */
 /* Submit and wait. Returns 0 when an HTTP response was received (any status, see
- * http_request_status), else a positive errno after retries: ETIMEDOUT (connect, TLS,
- * stall or whole-request timeout), ECONNREFUSED, EHOSTUNREACH (resolve failure), ECONNRESET,
- * EPROTO (TLS / protocol error), ECANCELED, ENOMEM, EFBIG, EIO (anything else). */
+ * http_request_status; after the last attempt a retryable status such as 503 is returned
+ * as such), else a positive errno after retries: ETIMEDOUT (connect, TLS, stall or
+ * whole-request timeout), ECONNREFUSED, EHOSTUNREACH (resolve failure), ECONNRESET,
+ * EPROTO (TLS / protocol error), ECANCELED, ENOMEM, EFBIG, EINVAL (not an http(s) URL),
+ * the errno of a failed sink write, body read or signer, EIO (anything else).
+ * EDEADLK when called on the engine thread (from a callback). */
 int http_execute(struct http_engine *eng, struct http_request *req);
 /* Asynchronous form: done(req, err, ud) runs on the engine thread exactly once. */
 void http_submit(struct http_engine *eng, struct http_request *req,
 		 void (*done)(struct http_request *req, int err, void *ud), void *ud);
-/* Cancel a submitted request from any thread; it completes with ECANCELED (no-op if done). */
+/* Cancel a submitted request from any thread; it completes with ECANCELED (no-op if done).
+ * The caller must not race it with destroying the request after its completion. */
 void http_cancel(struct http_engine *eng, struct http_request *req);
 
 /* ---- results (valid after completion) ---- */
@@ -136,7 +152,8 @@ bool http_request_response_header_at(const struct http_request *req, size_t i, c
 const char *http_request_body(const struct http_request *req, size_t *len);
 /* Bytes delivered to the sink by the final attempt. */
 uint64_t http_request_body_bytes(const struct http_request *req);
-/* Human-readable description of the last transport failure ("" when none). */
+/* Human-readable description of the last failure ("" when none): method, URL without
+ * query string or user info, reason. Never contains headers or other secrets. */
 const char *http_request_error_text(const struct http_request *req);
 unsigned http_request_attempts(const struct http_request *req);
 
@@ -148,12 +165,17 @@ struct http_host_stats {
 	unsigned queued_fg, queued_bg;
 	unsigned max_in_flight_seen;
 };
+/* A consistent snapshot made by the engine thread (http_get_stats waits for one loop turn).
+ * requests: completed; failures: completed with an errno other than ECANCELED, or with a
+ * 5xx after the last attempt (last_error describes the latest); bytes: bodies only.
+ * idle_connections = open sockets not used by a running attempt (connecting ones count as
+ * used). hosts[] holds the first 8 hosts, n_hosts how many of them are filled. */
 struct http_stats {
 	uint64_t requests, failures, bytes_sent, bytes_received;
 	uint64_t retries[HTTP_RETRY_NCAUSES];
-	unsigned in_flight, queued, waiting_retry;
+	unsigned in_flight, queued, waiting_retry; /* queued: submitted, not yet admitted */
 	unsigned idle_connections;    /* connections kept alive, not in use */
-	unsigned open_connections;    /* libcurl's count (CURLMINFO / curl_multi) */
+	unsigned open_connections;    /* sockets open (counted by the open/close callbacks) */
 	char last_error[256];
 	size_t n_hosts;
 	struct http_host_stats hosts[8];
