@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS="autoconf automake libtool pkg-config gcc make
 libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libcmocka-dev
 fuse3 ca-certificates curl openssl python3 procps iproute2 attr rsync psmisc
-radosgw ceph-mon ceph-osd ceph-common
+radosgw ceph-mon ceph-osd ceph-common systemd util-linux
 s3cmd s3fs rclone mandoc fio valgrind"
 missing=""
 for p in $PKGS; do
