@@ -16,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,15 +28,11 @@
 #include "creds.h"
 #include "http.h"
 #include "log.h"
+#include "ctl.h"
 #include "opts.h"
 #include "store.h"
 
-#if defined(__has_include)
-#if __has_include("mount.h")
 #include "mount.h"
-#define CLI_HAVE_MOUNT 1
-#endif
-#endif
 
 #define CLI_ERR_LEN 1024
 
@@ -197,6 +197,10 @@ static int cli_parse(int argc, char **argv, int first, struct cli_args *a)
 				cli_error("%s", err);
 				return CLI_EXIT_USAGE;
 			}
+		} else if (strcmp(arg, "--json") == 0 && a->flags && strchr(a->flags, 'j')) {
+			a->seen['j'] = 1;
+		} else if (strcmp(arg, "--lazy") == 0 && a->flags && strchr(a->flags, 'z')) {
+			a->seen['z'] = 1;
 		} else if (arg[1] == '-') {
 			if (opts_set(&a->o, arg + 2, err, sizeof(err))) {
 				cli_error("%s", err);
@@ -852,7 +856,6 @@ static int cli_mount(struct cli_args *a)
 		cli_error("usage: objfs mount s3://BUCKET[/PREFIX] MOUNTPOINT [-o OPTIONS]");
 		return CLI_EXIT_USAGE;
 	}
-#ifdef CLI_HAVE_MOUNT
 	char err[CLI_ERR_LEN];
 	a->o.source = strdup(a->pos[0]);
 	a->o.mountpoint = strdup(a->pos[1]);
@@ -865,10 +868,125 @@ static int cli_mount(struct cli_args *a)
 		return CLI_EXIT_USAGE;
 	}
 	return mount_main(&a->o);
-#else
-	cli_error("mount: not built yet");
-	return CLI_EXIT_FAIL;
-#endif
+}
+
+/* ---- status, sync, umount: talk to a running mount over its control socket ---- */
+
+static int cli_one_mountpoint(struct cli_args *a, const char *usage)
+{
+	if (a->n_pos != 1) {
+		cli_error("usage: objfs %s", usage);
+		return CLI_EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int cli_status(struct cli_args *a)
+{
+	int rc = cli_one_mountpoint(a, "status [--json] MOUNTPOINT");
+	if (rc)
+		return rc;
+	return ctl_client_status(a->pos[0], a->seen['j'], stdout) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+static int cli_sync(struct cli_args *a)
+{
+	int rc = cli_one_mountpoint(a, "sync MOUNTPOINT");
+	if (rc)
+		return rc;
+	return ctl_client_sync(a->pos[0], stdout) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+/* The daemon's pid from its status answer, 0 when unknown. */
+static long cli_mount_pid(const char *sock)
+{
+	char *buf = NULL, err[CLI_ERR_LEN];
+	size_t len = 0;
+	long pid = 0;
+	FILE *mem = open_memstream(&buf, &len);
+
+	if (!mem)
+		return 0;
+	int rv = ctl_client_request(sock, "status", mem, err, sizeof(err));
+	fclose(mem);
+	if (rv == 0 && buf) {
+		const char *p = strstr(buf, "pid=");
+		if (p && (p == buf || p[-1] == '\n'))
+			pid = strtol(p + 4, NULL, 10);
+	}
+	free(buf);
+	return pid;
+}
+
+static int cli_unmount_fs(const char *mp)
+{
+	if (geteuid() == 0) {
+		if (umount2(mp, 0) == 0)
+			return 0;
+		int e = errno;
+		cli_error("cannot unmount '%s': %s%s", mp, strerror(e),
+			  e == EBUSY ? " (a process still uses it: see fuser -m)" : "");
+		return e;
+	}
+	pid_t child = fork();
+	if (child < 0)
+		return errno;
+	if (child == 0) {
+		execlp("fusermount3", "fusermount3", "-u", mp, (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	cli_error("cannot unmount '%s': fusermount3 -u failed", mp);
+	return EIO;
+}
+
+/*
+ * objfs umount [--lazy] MOUNTPOINT: drain (everything written is at the destination, with
+ * progress), then unmount and wait for the daemon to exit. --lazy unmounts at once and
+ * leaves pending work in the journal for the next mount with the same cache_dir. Without a
+ * control socket (not an objfs mount, or its daemon is gone) it just unmounts.
+ */
+static int cli_umount(struct cli_args *a)
+{
+	char mp[PATH_MAX], sock[PATH_MAX + 64], err[CLI_ERR_LEN];
+	bool lazy = a->seen['z'] || a->seen['l'];
+	long pid = 0;
+	int rc = cli_one_mountpoint(a, "umount [--lazy] MOUNTPOINT");
+
+	if (rc)
+		return rc;
+	if (!realpath(a->pos[0], mp)) {
+		cli_error("cannot unmount '%s': %s", a->pos[0], strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	if (ctl_socket_for_mountpoint(mp, sock, sizeof(sock), err, sizeof(err)) == 0) {
+		pid = cli_mount_pid(sock);
+		if (lazy) {
+			if (ctl_client_request(sock, "lazy", stdout, err, sizeof(err)))
+				cli_error("'%s': %s (unmounting anyway)", mp, err);
+		} else if (ctl_client_drain(mp, stdout)) {
+			cli_error("'%s' not unmounted: pending uploads did not finish; they stay in "
+				  "the journal. Fix the cause (objfs status) or use objfs umount --lazy",
+				  mp);
+			return CLI_EXIT_FAIL;
+		}
+	} else {
+		log_warn("%s; unmounting without draining", err);
+	}
+	if (cli_unmount_fs(mp))
+		return CLI_EXIT_FAIL;
+	/* The daemon exits once it has torn down; it drains anything written after the drain
+	 * above before it does. */
+	for (int i = 0; pid > 0 && kill((pid_t)pid, 0) == 0; i++) {
+		if (i == 50)
+			fprintf(stderr, "objfs: waiting for the daemon (pid %ld) to finish\n", pid);
+		usleep(100 * 1000);
+	}
+	return CLI_EXIT_OK;
 }
 
 /* ---- dispatch ---- */
@@ -882,6 +1000,9 @@ struct cli_command {
 
 static const struct cli_command cli_commands[] = {
 	{"mount", cli_mount, NULL, "mount s3://BUCKET[/PREFIX] MOUNTPOINT   mount a bucket"},
+	{"umount", cli_umount, "lz", "umount [--lazy] MOUNTPOINT           drain, then unmount"},
+	{"status", cli_status, "j", "status [--json] MOUNTPOINT           queue, connections, retries, errors"},
+	{"sync", cli_sync, NULL, "sync MOUNTPOINT                      wait until all writes are at the destination"},
 	{"ls", cli_ls, "lr", "ls [-l] [-r] s3://BUCKET[/PREFIX]       list (-l long, -r recursive)"},
 	{"cat", cli_cat, NULL, "cat s3://BUCKET/KEY...                  write objects to stdout"},
 	{"put", cli_put, NULL, "put FILE s3://BUCKET/KEY                upload a file"},

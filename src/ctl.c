@@ -327,10 +327,13 @@ static void *conn_main(void *arg)
 			conn_status(c, line[6] != '\0');
 		} else if (strcmp(line, "sync") == 0 || strcmp(line, "drain") == 0) {
 			conn_sync(c, line[0] == 'd');
+		} else if (strcmp(line, "lazy") == 0 && c->srv->h.lazy) {
+			c->srv->h.lazy(c->srv->h.ud);
+			send_all(c->fd, "done\n", 5);
 		} else {
 			int n = snprintf(msg, sizeof(msg),
 					 "error unknown command '%.200s': try ping, status, status json, "
-					 "sync, drain\n",
+					 "sync, drain, lazy\n",
 					 line);
 			send_all(c->fd, msg, (size_t)n);
 		}

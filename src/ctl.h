@@ -65,6 +65,9 @@ struct ctl_handlers {
 	 * ctl_wait_sync() does this for a struct sync. NULL: "error not supported". */
 	int (*sync)(void *ud, bool drain, void (*progress)(void *pud, const struct sync_progress *p),
 		    void *pud, const volatile int *cancel, char *err, size_t errlen);
+	/* "lazy": the next unmount leaves pending work in the journal for the next mount
+	 * instead of draining it (objfs umount --lazy). NULL: "error not supported". */
+	void (*lazy)(void *ud);
 };
 
 /* The sync handler for a struct sync: sync_wait_all_cancellable(), repeated for drain

@@ -1091,6 +1091,8 @@ static int easy_configure(struct http_engine *eng, struct http_request *req, CUR
 
 	SETOPT(CURLOPT_PRIVATE, req);
 	SETOPT(CURLOPT_URL, req->url);
+	/* Object keys may contain "." and ".." segments: send the path exactly as signed. */
+	SETOPT(CURLOPT_PATH_AS_IS, 1L);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

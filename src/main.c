@@ -13,12 +13,8 @@
 #include "cli.h"
 #include "log.h"
 
-#if defined(__has_include)
-#if __has_include("mount.h") && __has_include("mount_helper.h")
 #include "mount_helper.h"
-#define MAIN_HAVE_MOUNT_HELPER 1
-#endif
-#endif
+#include "s3xml.h"
 
 int main(int argc, char **argv)
 {
@@ -26,9 +22,8 @@ int main(int argc, char **argv)
 	 * returns EPIPE instead. libcurl is told CURLOPT_NOSIGNAL by the engine. */
 	signal(SIGPIPE, SIG_IGN);
 	log_init("objfs", LOG_LEVEL_WARN, false);
-#ifdef MAIN_HAVE_MOUNT_HELPER
+	s3xml_global_init();
 	if (mount_helper_wanted(argc, argv))
 		return mount_helper_main(argc, argv);
-#endif
 	return cli_main(argc, argv);
 }

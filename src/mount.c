@@ -60,6 +60,7 @@ struct mount_state {
 	bool mounted;
 	struct fuse_ops_fs fs;
 	struct ctl_server *ctl;
+	bool lazy_unmount; /* set by the ctl "lazy" command; read at unmount (atomics) */
 };
 
 /* One line into err (vsnprintf: a long path is cut, never overflows). */
@@ -458,9 +459,16 @@ static int mount_ctl_sync(void *ud, bool drain,
 	return ctl_wait_sync(ms->sync, drain, progress, pud, cancel, err, errlen);
 }
 
+static void mount_ctl_lazy(void *ud)
+{
+	struct mount_state *ms = ud;
+
+	__atomic_store_n(&ms->lazy_unmount, true, __ATOMIC_RELEASE);
+}
+
 static int mount_ctl_start(struct mount_state *ms, char *err, size_t errlen)
 {
-	struct ctl_handlers h = {ms, mount_ctl_status, mount_ctl_sync};
+	struct ctl_handlers h = {ms, mount_ctl_status, mount_ctl_sync, mount_ctl_lazy};
 	char path[PATH_MAX + 16];
 
 	snprintf(path, sizeof(path), "%s/ctl.sock", ms->cache_dir);
@@ -614,11 +622,13 @@ static void mount_stop(struct mount_state *ms)
 	if (ms->sync) {
 		struct sync_stats st;
 
+		bool lazy = __atomic_load_n(&ms->lazy_unmount, __ATOMIC_ACQUIRE);
+
 		sync_get_stats(ms->sync, &st);
 		if (st.queued_files)
-			log_info("uploading %llu pending file(s) before exit",
+			log_info("%s %llu pending file(s)", lazy ? "leaving in the journal" : "uploading before exit",
 				 (unsigned long long)st.queued_files);
-		sync_destroy(ms->sync, true);
+		sync_destroy(ms->sync, !lazy);
 		ms->sync = NULL;
 	}
 	data_cache_destroy(ms->dc);

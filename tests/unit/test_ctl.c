@@ -57,7 +57,14 @@ struct hstate {
 	int calls;     /* atomic */
 	int cancelled; /* atomic */
 	int drains;    /* atomic */
+	int lazies;    /* atomic */
 };
+
+static void h_lazy(void *ud)
+{
+	struct hstate *h = ud;
+	__atomic_add_fetch(&h->lazies, 1, __ATOMIC_SEQ_CST);
+}
 
 static void h_status(void *ud, struct ctl_status *w)
 {
@@ -121,7 +128,7 @@ static int setup(void **state)
 	if (!mkdtemp(x->dir))
 		return -1;
 	snprintf(x->sock, sizeof(x->sock), "%s/ctl.sock", x->dir);
-	struct ctl_handlers hs = {.ud = &x->h, .status = h_status, .sync = h_sync};
+	struct ctl_handlers hs = {.ud = &x->h, .status = h_status, .sync = h_sync, .lazy = h_lazy};
 	x->srv = ctl_server_start(x->sock, &hs, err, sizeof(err));
 	if (!x->srv) {
 		fprintf(stderr, "ctl_server_start: %s\n", err);
@@ -196,7 +203,13 @@ static void test_ping_status_unknown(void **state)
 	free(text);
 
 	assert_int_equal(request(x->sock, "bogus", &text, err, sizeof(err)), EIO);
-	assert_string_equal(err, "unknown command 'bogus': try ping, status, status json, sync, drain");
+	assert_string_equal(err, "unknown command 'bogus': try ping, status, status json, sync, drain, lazy");
+	free(text);
+
+	/* "lazy" (objfs umount --lazy) reaches the handler once and answers done */
+	assert_int_equal(__atomic_load_n(&x->h.lazies, __ATOMIC_SEQ_CST), 0);
+	assert_int_equal(request(x->sock, "lazy", &text, err, sizeof(err)), 0);
+	assert_int_equal(__atomic_load_n(&x->h.lazies, __ATOMIC_SEQ_CST), 1);
 	free(text);
 }
 
