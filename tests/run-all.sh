@@ -6,9 +6,14 @@
 # `make check` again. Failed tests print their logs (VERBOSE=1). Ends with one line
 #   tests: N passed, N failed, N skipped
 # counted from the .trs files of both builds, and exits non-zero when a build or a test failed.
+# First it installs the Debian packages the build and the tests need (contrib/install-deps.sh,
+# as root; OBJFS_NO_INSTALL=1 skips that).
 # env: JOBS (make -j, default 2), OBJFS_SKIP_ASAN=1 (skip the sanitizer pass, local use only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${OBJFS_NO_INSTALL:-0} != 1 ]]; then
+	./contrib/install-deps.sh
+fi
 top=$(pwd)
 jobs=${JOBS:-2}
 start=$SECONDS

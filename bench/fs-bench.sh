@@ -1,0 +1,246 @@
+#!/bin/bash
+# fs-bench.sh - objfs against s3fs, rclone mount and raw parallel HTTP (curl), on one private
+# Ceph RGW in one run, optionally through a delaying proxy (latency emulation: this kernel
+# has no netem). Prints each workload's number per file system and the ratios objfs/peer.
+# A benchmark, not a test: numbers from one run on a shared machine; compare ratios only.
+#
+# usage: bench/fs-bench.sh [BUILDDIR]              (BUILDDIR holds ./objfs)
+# env:   FS="objfs s3fs rclone"   WORKLOADS="seqread listing randread smallfiles seqwrite"
+#        DELAY_MS=0 (one-way latency added by tests/lib/faultproxy.py; 5 for the issue's setup)
+#        BIG_MIB=512 LIST_N=10000 SF_N=1000 SF_KIB=16 RAND_S=20 REPS=1
+# Needs: fuse3 s3fs rclone fio curl python3 (contrib/install-deps.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+OBJFS_SRCDIR=${OBJFS_SRCDIR:-$(cd "$here/.." && pwd)}
+OBJFS_BUILDDIR=${1:-${OBJFS_BUILDDIR:-$OBJFS_SRCDIR/build}}
+OBJFS_BIN=$OBJFS_BUILDDIR/objfs
+export OBJFS_SRCDIR OBJFS_BUILDDIR OBJFS_BIN
+: "${HARNESS_TIMEOUT:=5400}"
+export HARNESS_TIMEOUT
+. "$OBJFS_SRCDIR/tests/lib/harness.sh"
+
+FS=${FS:-objfs s3fs rclone}
+WORKLOADS=${WORKLOADS:-seqread listing randread smallfiles seqwrite}
+DELAY_MS=${DELAY_MS:-0}
+BIG_MIB=${BIG_MIB:-512}
+LIST_N=${LIST_N:-10000}
+SF_N=${SF_N:-1000}
+SF_KIB=${SF_KIB:-16}
+RAND_S=${RAND_S:-20}
+[[ -x $OBJFS_BIN ]] || { echo "fs-bench: no $OBJFS_BIN (build first)" >&2; exit 2; }
+
+harness_init fs-bench
+harness_need_fuse
+harness_need s3fs rclone fio curl python3
+RGW_MEMSTORE_BYTES=$(((BIG_MIB * 3 + 2048) << 20)) harness_start_s3
+harness_mkbucket src
+harness_start_proxy
+if [[ $DELAY_MS != 0 ]]; then
+	proxy_mode "{\"delay_ms\": {\"ms\": $((2 * DELAY_MS))}}"
+fi
+EP=$PROXY_ENDPOINT
+W=$HARNESS_DIR
+results=$W/results
+: >"$results"
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+record() { echo "$1 $2 $3 $4" >>"$results"; printf '  %-8s %-22s %10s %s\n' "$1" "$2" "$3" "$4"; }
+objfs_cli() { "$OBJFS_BIN" "$@" -o "endpoint=$S3_ENDPOINT,region=$S3_REGION"; }
+
+# ---- fixtures (through the server directly, not the proxy) ----
+echo "fs-bench: preparing fixtures (big $BIG_MIB MiB, $LIST_N listing objects, $SF_N small files)"
+head -c $((BIG_MIB << 20)) /dev/urandom >"$W/big"
+objfs_cli put "$W/big" s3://src/big >/dev/null
+if [[ " $WORKLOADS " == *" listing "* ]]; then
+	"$OBJFS_BUILDDIR/tests/tools/storeload" --endpoint "$S3_ENDPOINT" --region "$S3_REGION" \
+		--bucket src --op put --count "$LIST_N" --size 100 --prefix list/o --threads 32 >/dev/null
+fi
+mkdir -p "$W/small"
+for ((d = 0; d < 20; d++)); do mkdir -p "$W/small/d$d"; done
+for ((i = 0; i < SF_N; i++)); do
+	head -c $((SF_KIB << 10)) /dev/urandom >"$W/small/d$((i % 20))/f$i"
+done
+
+# count objects under a prefix at the server (paged LIST through curl)
+server_count() {
+	python3 - "$S3_ENDPOINT" src "$1" <<'PY'
+import subprocess, sys, re, os, urllib.parse
+ep, bucket, prefix = sys.argv[1:4]
+n, token = 0, None
+while True:
+    q = "list-type=2&max-keys=1000&prefix=" + urllib.parse.quote(prefix, safe="")
+    if token:
+        q += "&continuation-token=" + urllib.parse.quote(token, safe="")
+    out = subprocess.run(["curl", "-sS", "--aws-sigv4", "aws:amz:%s:s3" % os.environ["S3_REGION"],
+        "--user", os.environ["AWS_ACCESS_KEY_ID"] + ":" + os.environ["AWS_SECRET_ACCESS_KEY"],
+        "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "%s/%s?%s" % (ep, bucket, q)],
+        capture_output=True, text=True).stdout
+    n += out.count("<Key>")
+    m = re.search(r"<NextContinuationToken>([^<]*)<", out)
+    if "<IsTruncated>true" not in out or not m:
+        break
+    token = m.group(1)
+print(n)
+PY
+}
+
+# ---- raw: the ceiling, parallel HTTP without FUSE ----
+curl_s3() { curl -sS --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+	-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"; }
+run_raw() {
+	local t
+	if [[ " $WORKLOADS " == *" seqread "* ]]; then
+		local chunk=$((16 << 20)) n=$(((BIG_MIB << 20) / (16 << 20))) i
+		: >"$W/raw.cfg"
+		for ((i = 0; i < n; i++)); do
+			printf 'url = "%s/src/big"\nheader = "Range: bytes=%d-%d"\noutput = "/dev/null"\n' \
+				"$EP" $((i * chunk)) $(((i + 1) * chunk - 1)) >>"$W/raw.cfg"
+		done
+		t=$(now)
+		curl_s3 --parallel --parallel-max 16 -K "$W/raw.cfg" >/dev/null
+		record raw seqread "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
+	fi
+	if [[ " $WORKLOADS " == *" listing "* ]]; then
+		t=$(now)
+		S3_ENDPOINT=$EP server_count list/ >/dev/null
+		record raw listing_cold "$(since "$t")" s
+	fi
+	if [[ " $WORKLOADS " == *" smallfiles "* ]]; then
+		: >"$W/rawput.cfg"
+		local f
+		while read -r f; do
+			printf 'url = "%s/src/rawsmall/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$EP" "${f#"$W"/small/}" "$f" >>"$W/rawput.cfg"
+		done < <(find "$W/small" -type f)
+		t=$(now)
+		curl_s3 --parallel --parallel-max 25 -K "$W/rawput.cfg" >/dev/null
+		record raw smallfiles_synced "$(since "$t")" s
+	fi
+	if [[ " $WORKLOADS " == *" seqwrite "* ]]; then
+		t=$(now)
+		curl_s3 -T "$W/big" "$EP/src/rawbig" -o /dev/null
+		record raw seqwrite_synced "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
+	fi
+}
+
+# ---- mounts ----
+MP=""
+FSPID=""
+mount_fs() { # FS
+	MP=/mnt/objfs-bench-$1
+	local cache=$W/cache-$1 log=$W/$1.log
+	mkdir -p "$MP" "$cache"
+	case $1 in
+	objfs)
+		"$OBJFS_BIN" mount s3://src "$MP" -f -o "endpoint=$EP,region=$S3_REGION,cache_dir=$cache" >"$log" 2>&1 &
+		;;
+	s3fs)
+		printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/passwd-s3fs"
+		chmod 600 "$W/passwd-s3fs"
+		s3fs src "$MP" -f -o "url=$EP,use_path_request_style,endpoint=$S3_REGION,sigv4,passwd_file=$W/passwd-s3fs,parallel_count=16,multipart_size=16,multireq_max=32,max_stat_cache_size=200000,stat_cache_expire=900,enable_noobj_cache,complement_stat,tmpdir=$cache,big_writes,max_write=131072,dbglevel=err" >"$log" 2>&1 &
+		;;
+	rclone)
+		RCLONE_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+			rclone mount :s3:src "$MP" --s3-provider Other --s3-endpoint "$EP" --s3-force-path-style=true \
+			--s3-region "$S3_REGION" --s3-no-check-bucket --s3-upload-concurrency 8 --s3-chunk-size 16M \
+			--transfers 16 --use-server-modtime --buffer-size 32M --vfs-read-chunk-size 16M \
+			--vfs-read-chunk-size-limit off --vfs-write-back 0s --dir-cache-time 5m --attr-timeout 1s \
+			--vfs-cache-mode writes --cache-dir "$cache" >"$log" 2>&1 &
+		;;
+	esac
+	FSPID=$!
+	harness_register_pid "$FSPID"
+	harness_register_mount "$MP"
+	harness_wait_for "grep -qs ' $MP fuse' /proc/mounts" 30 || { tail "$log"; fail "$1 did not mount"; }
+}
+umount_fs() {
+	umount "$MP" 2>/dev/null || umount -l "$MP" || true
+	for _ in $(seq 300); do kill -0 "$FSPID" 2>/dev/null || break; sleep 0.1; done
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+}
+peak_rss() { awk '/VmHWM/ { print int($2 / 1024) }' "/proc/$FSPID/status" 2>/dev/null || echo NA; }
+
+run_fs() { # FS
+	local fs=$1 t
+	if [[ " $WORKLOADS " == *" seqread "* ]]; then
+		mount_fs "$fs"
+		t=$(now)
+		dd if="$MP/big" of=/dev/null bs=1M status=none
+		record "$fs" seqread "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
+		record "$fs" seqread_peak_rss "$(peak_rss)" MiB
+		umount_fs
+	fi
+	if [[ " $WORKLOADS " == *" listing "* ]]; then
+		mount_fs "$fs"
+		proxy_reset
+		t=$(now)
+		ls -l "$MP/list" >/dev/null
+		record "$fs" listing_cold "$(since "$t")" s
+		record "$fs" listing_heads "$(proxy_stat requests.HEAD)" requests
+		t=$(now)
+		ls -l "$MP/list" >/dev/null
+		record "$fs" listing_warm "$(since "$t")" s
+		record "$fs" listing_peak_rss "$(peak_rss)" MiB
+		umount_fs
+	fi
+	if [[ " $WORKLOADS " == *" randread "* ]]; then
+		mount_fs "$fs"
+		proxy_reset
+		local out
+		out=$(fio --name=rr --filename="$MP/big" --rw=randread --bs=4k --numjobs=4 --time_based \
+			--runtime="$RAND_S" --ioengine=psync --group_reporting --readonly --output-format=terse 2>/dev/null | tail -1)
+		record "$fs" randread_iops "$(echo "$out" | awk -F';' '{ print $8 }')" IOPS
+		record "$fs" randread_fetched "$(proxy_stat bytes_to_client)" bytes
+		umount_fs
+	fi
+	if [[ " $WORKLOADS " == *" smallfiles "* ]]; then
+		mount_fs "$fs"
+		t=$(now)
+		cp -r "$W/small" "$MP/sf-$fs"
+		record "$fs" smallfiles_cp "$(since "$t")" s
+		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" >/dev/null; fi
+		local deadline=$((SECONDS + 600))
+		while (($(S3_ENDPOINT=$S3_ENDPOINT server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
+		record "$fs" smallfiles_synced "$(since "$t")" s
+		record "$fs" smallfiles_peak_rss "$(peak_rss)" MiB
+		umount_fs
+	fi
+	if [[ " $WORKLOADS " == *" seqwrite "* ]]; then
+		mount_fs "$fs"
+		t=$(now)
+		dd if="$W/big" of="$MP/wbig-$fs" bs=1M status=none
+		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" >/dev/null; fi
+		local want=$((BIG_MIB << 20)) deadline=$((SECONDS + 600))
+		while [[ $(curl_s3 -o /dev/null -w '%{size_download}' "$S3_ENDPOINT/src/wbig-$fs" 2>/dev/null || echo 0) != "$want" ]] &&
+			((SECONDS < deadline)); do sleep 0.5; done
+		record "$fs" seqwrite_synced "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
+		record "$fs" seqwrite_peak_rss "$(peak_rss)" MiB
+		umount_fs
+	fi
+}
+
+echo "fs-bench: delay ${DELAY_MS} ms each way, RGW at $S3_ENDPOINT via proxy $EP"
+run_raw
+for fs in $FS; do run_fs "$fs"; done
+
+echo
+echo "ratios (objfs / peer; for times lower is better, for rates higher is better):"
+python3 - "$results" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+val = {(r[0], r[1]): r[2] for r in rows}
+names = sorted({r[1] for r in rows})
+for n in names:
+    o = val.get(("objfs", n))
+    if o is None or o == "NA":
+        continue
+    parts = []
+    for peer in ("raw", "s3fs", "rclone"):
+        p = val.get((peer, n))
+        try:
+            parts.append("%s %.2f" % (peer, float(o) / float(p)))
+        except (TypeError, ValueError, ZeroDivisionError):
+            pass
+    print("  %-22s objfs=%-10s %s" % (n, o, "  ".join(parts)))
+PY
