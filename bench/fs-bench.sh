@@ -62,31 +62,14 @@ for ((i = 0; i < SF_N; i++)); do
 	head -c $((SF_KIB << 10)) /dev/urandom >"$W/small/d$((i % 20))/f$i"
 done
 
-# count objects under a prefix at the server (paged LIST through curl)
+# count objects under a prefix at the server (paged ListObjectsV2 by objfs's own CLI, which
+# does not go through any mount or the proxy)
 server_count() {
-	python3 - "$S3_ENDPOINT" src "$1" <<'PY'
-import subprocess, sys, re, os, urllib.parse
-ep, bucket, prefix = sys.argv[1:4]
-n, token = 0, None
-while True:
-    q = "list-type=2&max-keys=1000&prefix=" + urllib.parse.quote(prefix, safe="")
-    if token:
-        q += "&continuation-token=" + urllib.parse.quote(token, safe="")
-    out = subprocess.run(["curl", "-sS", "--aws-sigv4", "aws:amz:%s:s3" % os.environ["S3_REGION"],
-        "--user", os.environ["AWS_ACCESS_KEY_ID"] + ":" + os.environ["AWS_SECRET_ACCESS_KEY"],
-        "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "%s/%s?%s" % (ep, bucket, q)],
-        capture_output=True, text=True).stdout
-    n += out.count("<Key>")
-    m = re.search(r"<NextContinuationToken>([^<]*)<", out)
-    if "<IsTruncated>true" not in out or not m:
-        break
-    token = m.group(1)
-print(n)
-PY
+	"$OBJFS_BIN" ls -r "s3://src/$1" -o "endpoint=$S3_ENDPOINT,region=$S3_REGION" | wc -l
 }
 
 # ---- raw: the ceiling, parallel HTTP without FUSE ----
-curl_s3() { curl -sS --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+curl_s3() { curl -sS --no-progress-meter --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
 	-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"; }
 run_raw() {
 	local t
@@ -94,16 +77,17 @@ run_raw() {
 		local chunk=$((16 << 20)) n=$(((BIG_MIB << 20) / (16 << 20))) i
 		: >"$W/raw.cfg"
 		for ((i = 0; i < n; i++)); do
-			printf 'url = "%s/src/big"\nheader = "Range: bytes=%d-%d"\noutput = "/dev/null"\n' \
+			printf 'url = "%s/src/big"\nrange = "%d-%d"\noutput = "/dev/null"\n' \
 				"$EP" $((i * chunk)) $(((i + 1) * chunk - 1)) >>"$W/raw.cfg"
 		done
 		t=$(now)
-		curl_s3 --parallel --parallel-max 16 -K "$W/raw.cfg" >/dev/null
+		curl_s3 --parallel --parallel-max 16 -K "$W/raw.cfg" -w '%{http_code}\n' | grep -qv '^206$' &&
+			fail "raw seqread: a range GET did not answer 206"
 		record raw seqread "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
 	fi
 	if [[ " $WORKLOADS " == *" listing "* ]]; then
 		t=$(now)
-		S3_ENDPOINT=$EP server_count list/ >/dev/null
+		"$OBJFS_BIN" ls -l "s3://src/list/" -o "endpoint=$EP,region=$S3_REGION" >/dev/null
 		record raw listing_cold "$(since "$t")" s
 	fi
 	if [[ " $WORKLOADS " == *" smallfiles "* ]]; then
@@ -113,12 +97,15 @@ run_raw() {
 			printf 'url = "%s/src/rawsmall/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$EP" "${f#"$W"/small/}" "$f" >>"$W/rawput.cfg"
 		done < <(find "$W/small" -type f)
 		t=$(now)
-		curl_s3 --parallel --parallel-max 25 -K "$W/rawput.cfg" >/dev/null
+		curl_s3 --parallel --parallel-max 25 -K "$W/rawput.cfg" -w '%{http_code}\n' | grep -qv '^200$' &&
+			fail "raw smallfiles: a PUT did not answer 200"
 		record raw smallfiles_synced "$(since "$t")" s
 	fi
 	if [[ " $WORKLOADS " == *" seqwrite "* ]]; then
+		# curl cannot do a parallel multipart upload: the direct path is objfs put (the same
+		# engine and parallel parts, without FUSE, staging or journal)
 		t=$(now)
-		curl_s3 -T "$W/big" "$EP/src/rawbig" -o /dev/null
+		"$OBJFS_BIN" put "$W/big" s3://src/rawbig -o "endpoint=$EP,region=$S3_REGION" >/dev/null
 		record raw seqwrite_synced "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
 	fi
 }
@@ -140,7 +127,7 @@ mount_fs() { # FS
 		s3fs src "$MP" -f -o "url=$EP,use_path_request_style,endpoint=$S3_REGION,sigv4,passwd_file=$W/passwd-s3fs,parallel_count=16,multipart_size=16,multireq_max=32,max_stat_cache_size=200000,stat_cache_expire=900,enable_noobj_cache,complement_stat,tmpdir=$cache,big_writes,max_write=131072,dbglevel=err" >"$log" 2>&1 &
 		;;
 	rclone)
-		RCLONE_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+		env -u AWS_CA_BUNDLE RCLONE_S3_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_S3_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
 			rclone mount :s3:src "$MP" --s3-provider Other --s3-endpoint "$EP" --s3-force-path-style=true \
 			--s3-region "$S3_REGION" --s3-no-check-bucket --s3-upload-concurrency 8 --s3-chunk-size 16M \
 			--transfers 16 --use-server-modtime --buffer-size 32M --vfs-read-chunk-size 16M \
@@ -199,9 +186,9 @@ run_fs() { # FS
 		t=$(now)
 		cp -r "$W/small" "$MP/sf-$fs"
 		record "$fs" smallfiles_cp "$(since "$t")" s
-		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" >/dev/null; fi
+		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" || fail "objfs sync failed"; fi
 		local deadline=$((SECONDS + 600))
-		while (($(S3_ENDPOINT=$S3_ENDPOINT server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
+		while (($(server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
 		record "$fs" smallfiles_synced "$(since "$t")" s
 		record "$fs" smallfiles_peak_rss "$(peak_rss)" MiB
 		umount_fs
@@ -210,7 +197,7 @@ run_fs() { # FS
 		mount_fs "$fs"
 		t=$(now)
 		dd if="$W/big" of="$MP/wbig-$fs" bs=1M status=none
-		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" >/dev/null; fi
+		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" || fail "objfs sync failed"; fi
 		local want=$((BIG_MIB << 20)) deadline=$((SECONDS + 600))
 		while [[ $(curl_s3 -o /dev/null -w '%{size_download}' "$S3_ENDPOINT/src/wbig-$fs" 2>/dev/null || echo 0) != "$want" ]] &&
 			((SECONDS < deadline)); do sleep 0.5; done

@@ -137,6 +137,7 @@ int cli_open_store(const struct objfs_opts *o, struct http_engine *eng, const ch
 	cfg.secret_key = cr.secret_key;
 	cfg.session_token = cr.session_token;
 	cfg.unsigned_payload = true;
+	cfg.region_option = dest ? "dest_region" : "region";
 	*st = store_s3_create(&cfg, eng, err, errlen);
 	creds_free(&cr);
 	if (!*st)
@@ -1047,6 +1048,15 @@ int cli_main(int argc, char **argv)
 	    strcmp(argv[1], "version") == 0) {
 		printf("%s\n", PACKAGE_STRING);
 		return CLI_EXIT_OK;
+	}
+	/* Hidden: the option keys, one a line, for the bash completion and the man-page test
+	 * (one source of truth: the option table). */
+	if (strcmp(argv[1], "--list-options") == 0) {
+		const char *key;
+
+		for (size_t i = 0; (key = opts_key_at(i)); i++)
+			printf("%s\n", key);
+		return fflush(stdout) == 0 && !ferror(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	}
 	for (size_t i = 0; i < CLI_N_COMMANDS; i++)
 		if (strcmp(argv[1], cli_commands[i].name) == 0)

@@ -1,6 +1,7 @@
 /*
  * log.c - stderr or syslog sink for log.h. Owns only the current level and sink;
- * each message is formatted into a local buffer and written with one call.
+ * each message is formatted into a local buffer and written with one call. The sink flag is
+ * read and written atomically (mount.c switches to syslog after its threads have started).
  */
 #include "config.h"
 
@@ -24,7 +25,8 @@ void log_init(const char *ident, int level, bool use_syslog)
 	log_level_current = level;
 	if (use_syslog && !log_use_syslog)
 		openlog(log_ident, LOG_PID, LOG_DAEMON);
-	log_use_syslog = use_syslog;
+	/* other threads may be logging when a daemon switches to syslog */
+	__atomic_store_n(&log_use_syslog, use_syslog, __ATOMIC_RELEASE);
 }
 
 int log_level_parse(const char *name)
@@ -36,19 +38,15 @@ int log_level_parse(const char *name)
 	return -1;
 }
 
-void log_msg(int level, const char *fmt, ...)
+/* One message at syslog priority prio, or "ident: message" on stderr in one write(). */
+static void log_emit(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void log_emit(int prio, const char *fmt, va_list ap)
 {
-	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char buf[2048];
-	va_list ap;
 
-	if (level > log_level_current)
-		return;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (log_use_syslog) {
-		syslog(prio[level], "%s", buf);
+	if (__atomic_load_n(&log_use_syslog, __ATOMIC_ACQUIRE)) {
+		syslog(prio, "%s", buf);
 		return;
 	}
 	char line[2200];
@@ -58,4 +56,25 @@ void log_msg(int level, const char *fmt, ...)
 	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
 		/* nothing sensible to do */
 	}
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+	va_list ap;
+
+	if (level > log_level_current)
+		return;
+	va_start(ap, fmt);
+	log_emit(prio[level], fmt, ap);
+	va_end(ap);
+}
+
+void log_notice(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(LOG_NOTICE, fmt, ap);
+	va_end(ap);
 }

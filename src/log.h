@@ -18,6 +18,9 @@ void log_init(const char *ident, int level, bool use_syslog);
 /* Parse "error", "warn", "info", "debug"; returns -1 when unknown. */
 int log_level_parse(const char *name);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Logged whatever the level (syslog priority LOG_NOTICE): what the user asked for by a
+ * signal, e.g. the counters on SIGUSR1 or the credential re-read on SIGHUP. */
+void log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -5,7 +5,10 @@
  * Threads: mount_main runs on the main thread. Before the fork only short-lived objects exist
  * (a temporary HTTP engine for the store check, joined before forking); everything with
  * threads is created after the fork, with the termination signals blocked so that only the
- * main thread (in the FUSE loop) receives them. No locks of its own.
+ * main thread (in the FUSE loop) receives them. SIGHUP and SIGUSR1 stay blocked in every
+ * thread and are read from a signalfd by one signal thread (mount_signal_thread), which does
+ * the work (re-read credentials, log the counters) outside any signal handler. No locks of
+ * its own: the signal thread only calls functions that are safe from any thread.
  */
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include "config.h"
@@ -21,13 +24,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "creds.h"
 #include "crypto.h"
 #include "ctl.h"
 #include "data_cache.h"
@@ -43,6 +50,7 @@
 
 #define MOUNT_ERR_LEN 512
 #define MOUNT_META_ENTRIES 100000
+#define MOUNT_WAIT_LOG_S 10 /* mount_wait: one "retrying" line this often */
 
 struct mount_state {
 	struct objfs_opts *o;
@@ -61,6 +69,10 @@ struct mount_state {
 	struct fuse_ops_fs fs;
 	struct ctl_server *ctl;
 	bool lazy_unmount; /* set by the ctl "lazy" command; read at unmount (atomics) */
+	int sig_fd;        /* signalfd of SIGHUP and SIGUSR1, -1 when none */
+	int sig_stop_fd;   /* eventfd that ends the signal thread, -1 when none */
+	pthread_t sig_thread;
+	bool sig_started;
 };
 
 /* One line into err (vsnprintf: a long path is cut, never overflows). */
@@ -325,15 +337,22 @@ static int mount_open_one(struct mount_state *ms, const char *url, bool dest, bo
 			goto out;
 		}
 	}
-	for (;;) {
+	/* mount_wait: the first failure is logged, then one line every MOUNT_WAIT_LOG_S */
+	for (time_t next_log = 0;;) {
 		char e1[MOUNT_ERR_LEN];
+		time_t now;
 
 		rv = cli_open_store(o, ms->eng, bucket, prefix, dest, check, st, e1, sizeof(e1));
 		if (rv)
 			mount_errf(err, errlen, "%s: %s", url, e1);
-		if (!rv || !check || !mount_transient(rv) || time(NULL) >= deadline)
+		now = time(NULL);
+		if (!rv || !check || !mount_transient(rv) || now >= deadline)
 			break;
-		log_warn("%s; retrying (mount_wait)", err);
+		if (now >= next_log) {
+			log_warn("%s; retrying for up to %lld s more (mount_wait)", err,
+				 (long long)(deadline - now));
+			next_log = now + MOUNT_WAIT_LOG_S;
+		}
 		sleep(1);
 	}
 out:
@@ -474,6 +493,207 @@ static int mount_ctl_start(struct mount_state *ms, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/ctl.sock", ms->cache_dir);
 	ms->ctl = ctl_server_start(path, &h, err, errlen);
 	return ms->ctl ? 0 : EIO;
+}
+
+/* ---- signals: SIGUSR1 logs the counters, SIGHUP re-reads the credentials ---- */
+
+/* The counters of `objfs status`, in four log lines (never a secret: error texts are HTTP
+ * statuses, S3 codes and paths). */
+static void mount_log_counters(struct mount_state *ms)
+{
+	char retries[512] = "";
+	size_t used = 0;
+
+	if (ms->eng) {
+		struct http_stats hs;
+
+		http_get_stats(ms->eng, &hs);
+		for (int c = 0; c < HTTP_RETRY_NCAUSES && used < sizeof(retries); c++)
+			if (hs.retries[c])
+				used += (size_t)snprintf(retries + used, sizeof(retries) - used, " %s=%llu",
+							 http_retry_cause_name(c),
+							 (unsigned long long)hs.retries[c]);
+		log_notice("counters: http requests=%llu failures=%llu in_flight=%u queued=%u "
+			   "waiting_retry=%u open_connections=%u idle_connections=%u bytes_sent=%llu "
+			   "bytes_received=%llu retries:%s last_error='%s'",
+			   (unsigned long long)hs.requests, (unsigned long long)hs.failures,
+			   hs.in_flight, hs.queued, hs.waiting_retry, hs.open_connections,
+			   hs.idle_connections, (unsigned long long)hs.bytes_sent,
+			   (unsigned long long)hs.bytes_received, retries[0] ? retries : " none",
+			   hs.last_error);
+	}
+	if (ms->sync) {
+		struct sync_stats ss;
+
+		sync_get_stats(ms->sync, &ss);
+		log_notice("counters: sync queued_files=%llu queued_bytes=%llu oldest_pending_s=%.1f "
+			   "in_flight=%llu retrying=%llu uploaded_files=%llu uploaded_bytes=%llu "
+			   "failed_attempts=%llu batches=%llu last_error='%s'",
+			   (unsigned long long)ss.queued_files, (unsigned long long)ss.queued_bytes,
+			   ss.oldest_pending_s, (unsigned long long)ss.in_flight,
+			   (unsigned long long)ss.retrying, (unsigned long long)ss.uploaded_files,
+			   (unsigned long long)ss.uploaded_bytes,
+			   (unsigned long long)ss.failed_attempts, (unsigned long long)ss.batches,
+			   ss.last_error);
+	} else {
+		log_notice("counters: sync none (read-only mount)");
+	}
+	if (ms->dc) {
+		struct data_cache_stats ds;
+
+		data_cache_get_stats(ms->dc, &ds);
+		log_notice("counters: data_cache bytes=%llu max_bytes=%llu hits=%llu misses=%llu "
+			   "bytes_fetched=%llu readahead_started=%llu readahead_cancelled=%llu "
+			   "evictions=%llu bypass_reads=%llu",
+			   (unsigned long long)ds.bytes_cached, (unsigned long long)ds.max_bytes,
+			   (unsigned long long)ds.hits, (unsigned long long)ds.misses,
+			   (unsigned long long)ds.bytes_fetched,
+			   (unsigned long long)ds.readahead_started,
+			   (unsigned long long)ds.readahead_cancelled,
+			   (unsigned long long)ds.evictions, (unsigned long long)ds.bypass_reads);
+	}
+	if (ms->mc) {
+		struct meta_cache_stats mcs;
+
+		meta_cache_get_stats(ms->mc, &mcs);
+		log_notice("counters: meta_cache entries=%zu attr_hits=%llu negative_hits=%llu "
+			   "misses=%llu dir_hits=%llu dir_misses=%llu stale_puts=%llu evictions=%llu",
+			   mcs.entries, (unsigned long long)mcs.attr_hits,
+			   (unsigned long long)mcs.neg_hits, (unsigned long long)mcs.misses,
+			   (unsigned long long)mcs.dir_hits, (unsigned long long)mcs.dir_misses,
+			   (unsigned long long)mcs.stale_puts, (unsigned long long)mcs.evictions);
+	}
+}
+
+static bool mount_is_s3_store(const struct store *st)
+{
+	return st && strcmp(st->ops->kind, "s3") == 0;
+}
+
+/* Resolve the credentials of the store of url again, as cli_open_store did at mount; what
+ * gets "source bucket 'b' from <where> (access key AK)" for the log line. */
+static int mount_resolve_creds(struct mount_state *ms, const char *url, bool dest, struct creds *cr,
+			       char *what, size_t whatlen, char *err, size_t errlen)
+{
+	const struct objfs_opts *o = ms->o;
+	char *bucket = NULL, *prefix = NULL;
+	int rv;
+
+	rv = cli_parse_s3_url(url, &bucket, &prefix);
+	if (rv) {
+		mount_errf(err, errlen, "'%s' is not an s3:// URL", url);
+		return rv;
+	}
+	rv = creds_resolve(dest && o->dest_passwd_file ? o->dest_passwd_file : o->passwd_file,
+			   dest && o->dest_profile ? o->dest_profile : o->profile, bucket, cr, err,
+			   errlen);
+	if (!rv)
+		snprintf(what, whatlen, "%s bucket '%s' from %s (access key %s)",
+			 dest ? "dest" : "source", bucket, cr->source, cr->access_key);
+	free(bucket);
+	free(prefix);
+	return rv;
+}
+
+/* SIGHUP: the S3 stores (source, dest) get their credentials anew; when one cannot be
+ * resolved, neither changes. */
+static void mount_reload_credentials(struct mount_state *ms)
+{
+	char src_what[600] = "", dst_what[600] = "", err[MOUNT_ERR_LEN];
+	struct store *src = mount_is_s3_store(ms->src) ? ms->src : NULL;
+	struct store *dst = ms->dst != ms->src && mount_is_s3_store(ms->dst) ? ms->dst : NULL;
+	struct creds src_cr = {0}, dst_cr = {0};
+	int rv = 0;
+
+	if (src)
+		rv = mount_resolve_creds(ms, ms->o->source, false, &src_cr, src_what,
+					 sizeof(src_what), err, sizeof(err));
+	if (!rv && dst)
+		rv = mount_resolve_creds(ms, ms->o->dest, true, &dst_cr, dst_what, sizeof(dst_what),
+					 err, sizeof(err));
+	if (!rv && src)
+		rv = store_s3_set_credentials(src, src_cr.access_key, src_cr.secret_key,
+					      src_cr.session_token);
+	if (!rv && dst)
+		rv = store_s3_set_credentials(dst, dst_cr.access_key, dst_cr.secret_key,
+					      dst_cr.session_token);
+	if (rv == ENOMEM)
+		mount_errf(err, sizeof(err), "out of memory");
+	creds_free(&src_cr);
+	creds_free(&dst_cr);
+	if (rv)
+		log_error("SIGHUP: cannot re-read the credentials: %s", err);
+	else if (!src && !dst)
+		log_notice("SIGHUP: no S3 store, no credentials to re-read");
+	else
+		log_notice("SIGHUP: credentials re-read: %s%s%s", src_what,
+			   src_what[0] && dst_what[0] ? "; " : "", dst_what);
+}
+
+static void *mount_signal_thread(void *arg)
+{
+	struct mount_state *ms = arg;
+	struct pollfd pfd[2] = {{ms->sig_fd, POLLIN, 0}, {ms->sig_stop_fd, POLLIN, 0}};
+
+	for (;;) {
+		struct signalfd_siginfo si;
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("signal thread: poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		n = read(ms->sig_fd, &si, sizeof(si));
+		if (n != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGUSR1)
+			mount_log_counters(ms);
+		else if (si.ssi_signo == SIGHUP)
+			mount_reload_credentials(ms);
+	}
+	return NULL;
+}
+
+/* Start the signal thread. SIGHUP and SIGUSR1 must already be blocked in every thread. */
+static int mount_signals_start(struct mount_state *ms)
+{
+	sigset_t set;
+	int rv;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	ms->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	ms->sig_stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (ms->sig_fd < 0 || ms->sig_stop_fd < 0)
+		return errno;
+	rv = pthread_create(&ms->sig_thread, NULL, mount_signal_thread, ms);
+	if (rv)
+		return rv;
+	ms->sig_started = true;
+	return 0;
+}
+
+static void mount_signals_stop(struct mount_state *ms)
+{
+	uint64_t one = 1;
+
+	if (ms->sig_started) {
+		if (write(ms->sig_stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+			log_error("cannot stop the signal thread: %s", strerror(errno));
+		else
+			pthread_join(ms->sig_thread, NULL);
+		ms->sig_started = false;
+	}
+	if (ms->sig_fd >= 0)
+		close(ms->sig_fd);
+	if (ms->sig_stop_fd >= 0)
+		close(ms->sig_stop_fd);
+	ms->sig_fd = ms->sig_stop_fd = -1;
 }
 
 /* ---- start and stop (after the fork) ---- */
@@ -650,15 +870,18 @@ static int mount_loop(struct mount_state *ms)
 {
 	struct fuse_session *se = fuse_get_session(ms->fuse);
 	struct fuse_loop_config *lc;
-	sigset_t none;
+	sigset_t keep;
 	int rv;
 
 	if (fuse_set_signal_handlers(se)) {
 		log_error("cannot install signal handlers");
 		return 1;
 	}
-	sigemptyset(&none);
-	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	/* TERM, INT (and libfuse's handlers) here; HUP and USR1 stay for the signal thread */
+	sigemptyset(&keep);
+	sigaddset(&keep, SIGHUP);
+	sigaddset(&keep, SIGUSR1);
+	pthread_sigmask(SIG_SETMASK, &keep, NULL);
 	lc = fuse_loop_cfg_create();
 	if (!lc) {
 		fuse_remove_signal_handlers(se);
@@ -748,6 +971,7 @@ int mount_main(struct objfs_opts *o)
 	}
 	ms->o = o;
 	ms->lock_fd = -1;
+	ms->sig_fd = ms->sig_stop_fd = -1;
 	log_init("objfs", o->log_level, false);
 	if (!o->source || !o->mountpoint) {
 		log_error("usage: objfs mount SOURCE MOUNTPOINT [-o OPTIONS]");
@@ -802,10 +1026,14 @@ int mount_main(struct objfs_opts *o)
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGQUIT);
 	sigaddset(&block, SIGPIPE);
+	sigaddset(&block, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	signal(SIGPIPE, SIG_IGN);
 	rv = mount_start(ms, err, sizeof(err));
+	if (!rv && (rv = mount_signals_start(ms)))
+		mount_errf(err, sizeof(err), "cannot start the signal thread: %s", strerror(rv));
 	if (rv) {
+		mount_signals_stop(ms);
 		mount_stop(ms);
 		if (report_fd < 0) {
 			log_error("%s", err);
@@ -822,6 +1050,7 @@ int mount_main(struct objfs_opts *o)
 	}
 	code = mount_loop(ms);
 	log_info("unmounting %s", ms->mountpoint);
+	mount_signals_stop(ms);
 	mount_stop(ms);
 	if (report_fd >= 0)
 		_exit(code);

@@ -113,8 +113,10 @@ static const struct opts_entry opts_table[] = {
 	 "fsync returns when the file is at the dest, or 'local' (in the journal)"},
 
 	/* file system */
-	{"uid", OPTS_UID, F(uid), NULL, "owner of files without x-amz-meta-uid (default: you)"},
-	{"gid", OPTS_GID, F(gid), NULL, "group of files without x-amz-meta-gid (default: yours)"},
+	{"uid", OPTS_UID, F(uid), NULL,
+	 "owner of every file, overriding x-amz-meta-uid (unset: it, else you)"},
+	{"gid", OPTS_GID, F(gid), NULL,
+	 "group of every file, overriding x-amz-meta-gid (unset: it, else yours)"},
 	{"umask", OPTS_UMASK, F(umask), NULL, "mask applied to every mode (octal)"},
 	{"allow_other", OPTS_BOOL, F(allow_other), "0", "let other users access the mount"},
 	{"default_permissions", OPTS_BOOL, F(default_permissions), "0",

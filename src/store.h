@@ -171,10 +171,27 @@ struct store_s3_config {
 	const char *secret_key;
 	const char *session_token; /* may be NULL */
 	bool unsigned_payload;     /* true: x-amz-content-sha256 UNSIGNED-PAYLOAD for fd bodies */
+	const char *region_option; /* the option that sets region, for messages; NULL "region" */
 };
 /* NULL with err filled on a bad configuration (malformed endpoint...). */
 struct store *store_s3_create(const struct store_s3_config *cfg, struct http_engine *eng, char *err,
 			      size_t errlen);
+/* What check() got when its bucket listing failed with an HTTP answer. */
+struct store_s3_check_answer {
+	const char *bucket, *endpoint;
+	const char *region;        /* configured */
+	const char *region_option; /* the option that sets it: "region" (also for NULL) or
+				    * "dest_region" */
+	long status;
+	const char *body;          /* the response body (S3 error XML or anything); may be NULL */
+	size_t body_len;
+	const char *bucket_region; /* the x-amz-bucket-region header; NULL when absent */
+};
+/* The one line check() gives for such an answer: which credential is wrong, a missing
+ * bucket, "bucket 'b' is in region 'r', not ...: add -o region=r" for a bucket in another
+ * region (301/307/400 with <Region> in the body or x-amz-bucket-region)... Pure apart from
+ * parsing the body; any thread. */
+void store_s3_check_message(const struct store_s3_check_answer *a, char *out, size_t outlen);
 /* Replace credentials (SIGHUP). 0 or ENOMEM. */
 int store_s3_set_credentials(struct store *st, const char *access_key, const char *secret_key,
 			     const char *session_token);

@@ -43,6 +43,7 @@ struct store_s3 {
 	char *base_path;   /* path of the endpoint without a trailing '/', usually "" */
 	char *host_header; /* Host as sent and signed: authority, or bucket.authority */
 	char *region;
+	char *region_option; /* the option that sets region, for messages */
 	char *bucket;
 	char *prefix;      /* root prefix, "" or ending in '/' */
 	bool path_style;
@@ -85,6 +86,24 @@ static char *s3_printf(const char *fmt, ...)
 static char *s3_full_key(const struct store_s3 *s3, const char *key)
 {
 	return s3_printf("%s%s", s3->prefix, key ? key : "");
+}
+
+#define S3_KEY_MAX 1024
+
+/* Before writing full_key: S3 keys are at most 1024 bytes. Servers answer a longer one in
+ * different ways (KeyTooLongError, 400 InvalidObjectName, or storing it), so refuse it here
+ * the same way everywhere: 0 or ENAMETOOLONG (with the thread's store error set). */
+static int s3_check_key_len(const char *full_key)
+{
+	char msg[128];
+	size_t n = strlen(full_key);
+
+	if (n <= S3_KEY_MAX)
+		return 0;
+	snprintf(msg, sizeof(msg), "the key with its prefix is %zu bytes long; S3 allows %d", n,
+		 S3_KEY_MAX);
+	store_set_error(ENAMETOOLONG, 0, "KeyTooLongError", msg);
+	return ENAMETOOLONG;
 }
 
 static int s3_hexval(char c)
@@ -808,6 +827,10 @@ static int s3_put(struct store *st, const char *key, const struct store_body *bo
 		etag_out[0] = '\0';
 	if (!fk)
 		return ENOMEM;
+	if ((rv = s3_check_key_len(fk))) {
+		free(fk);
+		return rv;
+	}
 	rv = s3_call_init(&c, s3, "PUT", fk, NULL, io);
 	free(fk);
 	if (rv)
@@ -836,6 +859,8 @@ static int s3_copy(struct store *st, const char *src_key, const char *dst_key,
 
 	if (!fsrc || !fdst || !(esrc = sigv4_uri_encode(fsrc, true)) ||
 	    !(source = s3_printf("/%s/%s", s3->bucket, esrc)))
+		goto out;
+	if ((rv = s3_check_key_len(fdst)))
 		goto out;
 	rv = s3_call_init(&c, s3, "PUT", fdst, NULL, io);
 	if (rv)
@@ -904,6 +929,10 @@ static int s3_mpu_create(struct store *st, const char *key, const struct store_a
 	*upload_id = NULL;
 	if (!fk)
 		return ENOMEM;
+	if ((rv = s3_check_key_len(fk))) {
+		free(fk);
+		return rv;
+	}
 	rv = s3_call_init(&c, s3, "POST", fk, "uploads=", io);
 	free(fk);
 	if (rv)
@@ -1105,13 +1134,73 @@ static void s3_check_transport(struct store_s3 *s3, int err, const char *text, c
 			 text && text[0] ? text : strerror(err));
 }
 
+void store_s3_check_message(const struct store_s3_check_answer *a, char *out, size_t outlen)
+{
+	struct s3xml_error e = {0};
+	const char *code = "", *msg = "", *region = NULL, *hint = NULL;
+	const char *option = a->region_option ? a->region_option : "region";
+	long status = a->status;
+	bool redirect;
+
+	if (a->body && a->body_len && s3xml_parse_error(a->body, a->body_len, &e) == 0) {
+		code = e.code ? e.code : "";
+		msg = e.message ? e.message : "";
+		region = e.region;
+	}
+	if (!region || !region[0])
+		region = a->bucket_region;
+	redirect = status == 301 || status == 307 || strcmp(code, "PermanentRedirect") == 0 ||
+		   strcmp(code, "TemporaryRedirect") == 0;
+
+	if (strcmp(code, "InvalidAccessKeyId") == 0)
+		hint = "the server does not know this access key; check the credentials";
+	else if (strcmp(code, "SignatureDoesNotMatch") == 0)
+		hint = "the secret key is wrong for this access key; check the credentials";
+	else if (strcmp(code, "AccessDenied") == 0)
+		hint = "the credentials work but may not list this bucket; check its policy";
+	else if (strcmp(code, "NoSuchBucket") == 0 || (status == 404 && !code[0]))
+		hint = "the bucket does not exist; create it or check the name";
+	else if (strcmp(code, "RequestTimeTooSkewed") == 0)
+		hint = "the clock of this machine is off; fix the system time";
+	else if (strcmp(code, "ExpiredToken") == 0 || strcmp(code, "InvalidToken") == 0)
+		hint = "the session token has expired or is invalid; get new credentials";
+	else if (strcmp(code, "InvalidBucketName") == 0)
+		hint = "the bucket name is not valid";
+	/* S3 names the bucket's region in <Region> (AuthorizationHeaderMalformed, some
+	 * PermanentRedirects) or in x-amz-bucket-region (every 301 of a bucket) */
+	if (region && region[0] && strcmp(region, a->region) != 0 &&
+	    (redirect || status == 400 || strcmp(code, "AuthorizationHeaderMalformed") == 0)) {
+		snprintf(out, outlen,
+			 "bucket '%s' is in region '%s', not '%s' (%s from %s): add -o %s=%s",
+			 a->bucket, region, a->region, code[0] ? code : "redirect", a->endpoint, option,
+			 region);
+	} else if (redirect) {
+		snprintf(out, outlen,
+			 "cannot access bucket '%s' at %s: %s (the bucket is in another region or "
+			 "needs another endpoint; set %s= or endpoint=)",
+			 a->bucket, a->endpoint, code[0] ? code : "redirect", option);
+	} else if (hint) {
+		snprintf(out, outlen, "cannot access bucket '%s' at %s: %s (%s)", a->bucket,
+			 a->endpoint, code[0] ? code : "NotFound", hint);
+	} else if (status >= 500) {
+		snprintf(out, outlen,
+			 "cannot access bucket '%s' at %s: the server keeps failing: %s%s%s (HTTP %ld; "
+			 "try again later)",
+			 a->bucket, a->endpoint, code, code[0] && msg[0] ? ": " : "", msg, status);
+	} else {
+		snprintf(out, outlen, "cannot access bucket '%s' at %s: %s%s%s (HTTP %ld)", a->bucket,
+			 a->endpoint, code[0] ? code : "error", msg[0] ? ": " : "", msg, status);
+	}
+	s3xml_error_free(&e);
+}
+
 static int s3_check(struct store *st, char *out, size_t outlen)
 {
 	struct store_s3 *s3 = s3_of(st);
+	struct store_s3_check_answer answer;
 	struct s3_call c;
-	struct s3xml_error e = {0};
 	char *query = NULL, *eprefix = NULL;
-	const char *body, *code = "", *msg = "", *hint = NULL, *region = NULL;
+	const char *body;
 	size_t blen = 0;
 	long status;
 	int rv, xerr;
@@ -1161,54 +1250,15 @@ static int s3_check(struct store *st, char *out, size_t outlen)
 		goto done;
 	}
 	rv = s3_response_error(&c);
-	body = http_request_body(c.req, &blen);
-	if (body && blen && s3xml_parse_error(body, blen, &e) == 0) {
-		code = e.code ? e.code : "";
-		msg = e.message ? e.message : "";
-		region = e.region;
-	}
-	if (!region)
-		region = http_request_response_header(c.req, "x-amz-bucket-region");
-	if (strcmp(code, "InvalidAccessKeyId") == 0)
-		hint = "the server does not know this access key; check the credentials";
-	else if (strcmp(code, "SignatureDoesNotMatch") == 0)
-		hint = "the secret key is wrong for this access key; check the credentials";
-	else if (strcmp(code, "AccessDenied") == 0)
-		hint = "the credentials work but may not list this bucket; check its policy";
-	else if (strcmp(code, "NoSuchBucket") == 0 || (status == 404 && !code[0]))
-		hint = "the bucket does not exist; create it or check the name";
-	else if (strcmp(code, "RequestTimeTooSkewed") == 0)
-		hint = "the clock of this machine is off; fix the system time";
-	else if (strcmp(code, "ExpiredToken") == 0 || strcmp(code, "InvalidToken") == 0)
-		hint = "the session token has expired or is invalid; get new credentials";
-	else if (strcmp(code, "InvalidBucketName") == 0)
-		hint = "the bucket name is not valid";
-	if (region && region[0] && strcmp(region, s3->region) != 0 &&
-	    (status == 301 || status == 307 || status == 400 || strcmp(code, "PermanentRedirect") == 0 ||
-	     strcmp(code, "AuthorizationHeaderMalformed") == 0)) {
-		snprintf(out, outlen,
-			 "cannot access bucket '%s' at %s: %s (the bucket is in region '%s'; use "
-			 "region=%s)",
-			 s3->bucket, s3->endpoint, code[0] ? code : "wrong region", region, region);
-	} else if (status == 301 || status == 307 || strcmp(code, "PermanentRedirect") == 0) {
-		snprintf(out, outlen,
-			 "cannot access bucket '%s' at %s: %s (the bucket is in another region or "
-			 "needs another endpoint; set region= or endpoint=)",
-			 s3->bucket, s3->endpoint, code[0] ? code : "redirect");
-	} else if (hint) {
-		snprintf(out, outlen, "cannot access bucket '%s' at %s: %s (%s)", s3->bucket,
-			 s3->endpoint, code[0] ? code : "NotFound", hint);
-	} else if (status >= 500) {
-		snprintf(out, outlen,
-			 "cannot access bucket '%s' at %s: the server keeps failing: %s%s%s (HTTP %ld; "
-			 "try again later)",
-			 s3->bucket, s3->endpoint, code, code[0] && msg[0] ? ": " : "", msg, status);
-	} else {
-		snprintf(out, outlen, "cannot access bucket '%s' at %s: %s%s%s (HTTP %ld)", s3->bucket,
-			 s3->endpoint, code[0] ? code : "error", msg[0] ? ": " : "", msg, status);
-	}
+	answer.bucket = s3->bucket;
+	answer.endpoint = s3->endpoint;
+	answer.region = s3->region;
+	answer.region_option = s3->region_option;
+	answer.status = status;
+	answer.body = http_request_body(c.req, &answer.body_len);
+	answer.bucket_region = http_request_response_header(c.req, "x-amz-bucket-region");
+	store_s3_check_message(&answer, out, outlen);
 done:
-	s3xml_error_free(&e);
 	s3_call_free(&c);
 	return rv;
 }
@@ -1228,6 +1278,7 @@ static void s3_destroy(struct store *st)
 	free(s3->base_path);
 	free(s3->host_header);
 	free(s3->region);
+	free(s3->region_option);
 	free(s3->bucket);
 	free(s3->prefix);
 	free(s3->access_key);
@@ -1380,11 +1431,12 @@ struct store *store_s3_create(const struct store_s3_config *cfg, struct http_eng
 	while (*prefix == '/')
 		prefix++;
 	s3->region = strdup(region);
+	s3->region_option = strdup(cfg->region_option ? cfg->region_option : "region");
 	s3->bucket = strdup(cfg->bucket);
 	s3->prefix = s3_printf("%s%s", prefix,
 			       prefix[0] && prefix[strlen(prefix) - 1] != '/' ? "/" : "");
-	if (!s3->scheme || !s3->authority || !s3->base_path || !s3->region || !s3->bucket ||
-	    !s3->prefix)
+	if (!s3->scheme || !s3->authority || !s3->base_path || !s3->region || !s3->region_option ||
+	    !s3->bucket || !s3->prefix)
 		goto oom;
 	if (cfg->path_style >= 0)
 		s3->path_style = cfg->path_style != 0;

@@ -5,7 +5,9 @@
 #     accepted by mount.objfs in fake mode (-f: parse, filter, validate, do not mount), and
 #     fstab.example has no parse errors for findmnt;
 #  3. the bash completion completes subcommands, -o keys (also after a comma and after a
-#     value with ':' in it) and --keys, and its built-in key list equals the binary's.
+#     value with ':' in it) and --keys, taking the keys from `objfs --list-options` (the
+#     binary found as "objfs" on PATH: here the build's), and its list of value-less keys
+#     equals the keys `objfs --help` shows without "=".
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 harness_init ops_contrib
@@ -57,9 +59,11 @@ pass "mount.objfs -f accepts the Options= of mnt-photos.mount"
 
 # 3. bash completion. complete WORDS...: the replies for the command line "WORDS" (the last
 # word is the one being completed), one per line.
+mkdir -p "$HARNESS_DIR/bin"
+ln -s "$OBJFS_BIN" "$HARNESS_DIR/bin/objfs"
 complete_line() {
 	# (bash's default COMP_WORDBREAKS applies: " \t\n\"'><=;|&(:")
-	bash -c 'source "$1"; COMP_LINE=$2 COMP_POINT=${#2}; _objfs; printf "%s\n" "${COMPREPLY[@]}"' \
+	PATH=$HARNESS_DIR/bin:$PATH bash -c 'source "$1"; COMP_LINE=$2 COMP_POINT=${#2}; _objfs; printf "%s\n" "${COMPREPLY[@]}"' \
 		_ "$contrib/objfs.bash-completion" "$1"
 }
 [[ $(complete_line 'objfs ' | sort | tr '\n' ' ') == "cat ls mount put rm stat status sync umount " ]] ||
@@ -78,19 +82,13 @@ pass "completion: subcommands"
 [[ $(complete_line 'objfs status --j') == "--json" ]] || fail "status --json not completed"
 pass "completion: -o keys, --keys, umount/status flags"
 
-# the built-in list (used when the binary has no --list-options) equals the binary's keys,
-# or, without --list-options, the keys objfs.1 documents (ops_manpages.sh holds those equal
-# to the option table)
-builtin_keys=$(bash -c 'source "$1"; printf "%s\n" $_objfs_keys_fallback' _ \
+# the value-less keys of the completion are exactly those `objfs --help` shows without "="
+# (the other keys come from `objfs --list-options` at completion time)
+"$OBJFS_BIN" --help >"$HARNESS_DIR/help" || fail "$OBJFS_BIN --help failed"
+help_bools=$(sed -nE '/^options/,/^$/ s/^  ([a-z][a-z0-9_]*) .*/\1/p' "$HARNESS_DIR/help" | sort)
+comp_bools=$(bash -c 'source "$1"; printf "%s\n" $_objfs_bool_keys' _ \
 	"$contrib/objfs.bash-completion" | sort)
-if "$OBJFS_BIN" --list-options >"$HARNESS_DIR/keys" 2>/dev/null && [[ -s $HARNESS_DIR/keys ]]; then
-	ref="$OBJFS_BIN --list-options"
-	ref_keys=$(sort "$HARNESS_DIR/keys")
-else
-	ref="the OPTIONS of objfs.1"
-	ref_keys=$(awk '/^\.Sh /{ o = ($2 == "OPTIONS") } o && /^\.It Cm / { print $3 }' \
-		"$OBJFS_SRCDIR/man/objfs.1" | sort -u)
-fi
-diff_keys=$(diff <(echo "$ref_keys") <(echo "$builtin_keys") || true)
-[[ -z $diff_keys ]] || fail "completion key list differs from $ref (< missing, > extra): $diff_keys"
-pass "completion key list equals $ref"
+[[ $(wc -l <<<"$help_bools") -ge 5 ]] || fail "cannot read the value-less keys from objfs --help"
+d=$(diff <(echo "$help_bools") <(echo "$comp_bools") || true)
+[[ -z $d ]] || fail "value-less keys: objfs --help (<) and the completion (>) differ: $d"
+pass "completion: value-less keys equal those of objfs --help"

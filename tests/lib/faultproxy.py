@@ -37,6 +37,10 @@ Control API (HTTP on the control port):
       slowdown       answer 503 SlowDown (S3 XML body) without forwarding
       error500       answer 500 InternalError without forwarding
       notfound       answer 404 NoSuchKey without forwarding
+      wrong_region   answer as S3 does for a bucket in another region, without forwarding:
+                     status 301 (default: PermanentRedirect, <Endpoint> in the body) or 400
+                     (AuthorizationHeaderMalformed with <Region> in the body); region (default
+                     "eu-west-1"); header (default true): send x-amz-bucket-region
       reset          RST the client connection (SO_LINGER 0 + close); when: "before" (default:
                      the server never sees the request), "after" (the server completed it, the
                      client gets no response), "mid" (after the response headers and
@@ -60,7 +64,7 @@ Control API (HTTP on the control port):
                      held_requests counts the requests waiting: a test can wait for N held
                      requests, check the counters, then release them with POST /mode
     Mode precedence per request: delay_ms and hold (add), then the first of reset(before), slowdown,
-    error500, notfound, stall(request) that fires; if none, no100 (adds) and the first of
+    error500, notfound, wrong_region, stall(request) that fires; if none, no100 (adds) and the first of
     reset(after|mid), stall(response|body), malformed_xml that fires.
 An upstream that cannot be reached makes the proxy reset the client connection
 (upstream_errors counts these). Exits on SIGTERM/SIGINT, when --parent-pid is gone, or after
@@ -91,11 +95,12 @@ KINDS = ("GET", "HEAD", "PUT", "POST", "DELETE", "LIST")
 LIST_PARAMS = {"marker", "max-keys", "encoding-type", "continuation-token", "start-after",
                "fetch-owner", "uploads", "versions", "key-marker", "upload-id-marker",
                "version-id-marker", "max-uploads", "list-type", "prefix", "delimiter"}
-PRE_MODES = ("reset", "slowdown", "error500", "notfound", "stall")
+PRE_MODES = ("reset", "slowdown", "error500", "notfound", "wrong_region", "stall")
 POST_MODES = ("reset", "stall", "malformed_xml")
 COMMON_OPTS = {"p", "method", "kind", "path_re", "skip", "count"}
 MODE_OPTS = {
     "slowdown": set(), "error500": set(), "notfound": set(), "no100": set(),
+    "wrong_region": {"status", "region", "header"},
     "reset": {"when", "after_bytes"},
     "stall": {"phase", "stall_s", "after_bytes"},
     "malformed_xml": {"how"},
@@ -322,6 +327,28 @@ INJECTED = {
 }
 
 
+def wrong_region_answer(target, cfg):
+    """(status, reason, body, extra headers) of S3's answer for a bucket in cfg's region."""
+    path = target.split("://", 1)[1].partition("/")[2] if "://" in target else target[1:]
+    bucket = path.partition("?")[0].partition("/")[0] or "bucket"
+    region = cfg["region"]
+    if cfg["status"] == 301:
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PermanentRedirect</Code>'
+                '<Message>The bucket you are attempting to access must be addressed using the '
+                'specified endpoint. Please send all future requests to this endpoint.</Message>'
+                '<Endpoint>%s.s3.%s.amazonaws.com</Endpoint><Bucket>%s</Bucket>'
+                '<RequestId>faultproxy</RequestId></Error>' % (bucket, region, bucket))
+        status, reason = 301, "Moved Permanently"
+    else:
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AuthorizationHeaderMalformed'
+                '</Code><Message>The authorization header is malformed; the region is wrong; '
+                "expecting '%s'</Message><Region>%s</Region><RequestId>faultproxy</RequestId>"
+                '</Error>' % (region, region))
+        status, reason = 400, "Bad Request"
+    extra = ["x-amz-bucket-region: %s" % region] if cfg["header"] else []
+    return status, reason, body.encode(), extra
+
+
 def validate_modes(doc):
     """Normalise a /mode document to {mode: [cfg, ...]}; raise ValueError when invalid."""
     if not isinstance(doc, dict):
@@ -373,6 +400,14 @@ def validate_modes(doc):
                     raise ValueError("delay_ms: ms must be in 0..600000")
             if name == "refuse":
                 c["rst"] = bool(c.get("rst", True))
+            if name == "wrong_region":
+                c["status"] = int(c.get("status", 301))
+                if c["status"] not in (301, 400):
+                    raise ValueError("wrong_region: status must be 301 or 400")
+                c["region"] = str(c.get("region", "eu-west-1"))
+                if not re.match(r"^[a-z0-9-]+$", c["region"]):
+                    raise ValueError("wrong_region: region must be like eu-west-1")
+                c["header"] = bool(c.get("header", True))
             if name == "hold":
                 c["max_s"] = float(c.get("max_s", 120))
                 if not 0 < c["max_s"] <= 3600:
@@ -705,17 +740,21 @@ class Handler:
         for piece in iter_body(self.creader, framing(req), raw=True):
             self.proxy.add_bytes("bytes_from_client", len(piece))
 
-    def answer(self, req, mode):
+    def answer(self, req, mode, cfg=None):
         """An injected S3 error response; returns keep-alive."""
-        status, reason, code, msg = INJECTED[mode]
+        extra = []
+        if mode == "wrong_region":
+            status, reason, body, extra = wrong_region_answer(req.first[1], cfg)
+        else:
+            status, reason, code, msg = INJECTED[mode]
+            body = s3_error(code, msg, req.first[1].partition("?")[0])
         expect = req.has_token("expect", "100-continue") and framing(req)[0] != "none"
         if not expect:
             self.discard_request_body(req)
-        body = s3_error(code, msg, req.first[1].partition("?")[0])
         close = expect or req.has_token("connection", "close")
         head = ["HTTP/1.1 %d %s" % (status, reason), "Content-Type: application/xml",
                 "Content-Length: %d" % len(body), "x-amz-request-id: faultproxy",
-                "Date: %s" % time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())]
+                "Date: %s" % time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())] + extra
         if close:
             head.append("Connection: close")
         data = ("\r\n".join(head) + "\r\n\r\n").encode()
@@ -861,9 +900,9 @@ class Handler:
             self.note(req, "reset before forwarding", t0)
             log("conn %d: injected reset before %s %s" % (self.conn.id, method, target[:200]))
             return "rst"
-        if name in INJECTED:
+        if name in INJECTED or name == "wrong_region":
             self.note(req, "injected %s" % name, t0)
-            return self.answer(req, name)
+            return self.answer(req, name, cfg)
         if name == "stall":
             log("conn %d: injected stall before forwarding %s %s" %
                 (self.conn.id, method, target[:200]))

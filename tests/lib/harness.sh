@@ -12,6 +12,8 @@
 # Environment read: OBJFS_BIN, OBJFS_BUILDDIR, OBJFS_SRCDIR (set by make check; defaults
 # guessed from this file's place), CI, TMPDIR, HARNESS_TIMEOUT (seconds, default 600),
 # HARNESS_KEEP=1 (keep the work directory after the test),
+# OBJFS_VALGRIND=1 (every objfs the test starts, daemon and CLI, runs under valgrind memcheck:
+# see _harness_valgrind_setup),
 # OBJFS_TEST_ENDPOINT + AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY [+ S3_REGION,
 # OBJFS_TEST_CA_FILE] to run against an external S3 server instead of a private RGW.
 #
@@ -158,6 +160,42 @@ _harness_stop_pid() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# _harness_valgrind_setup: for OBJFS_VALGRIND=1, point OBJFS_BIN at a wrapper that runs the
+# real binary under memcheck (an error, or a definite leak at exit, makes it exit 99), one log
+# per process in $HARNESS_DIR/valgrind/; _harness_valgrind_check reads them at exit.
+_harness_valgrind_setup() {
+	local real=$OBJFS_BIN supp=$OBJFS_SRCDIR/tests/valgrind.supp
+	harness_need valgrind
+	mkdir -p "$HARNESS_DIR/valgrind"
+	cat >"$HARNESS_DIR/valgrind/objfs" <<EOF
+#!/bin/sh
+exec valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \\
+	--track-fds=no --num-callers=30 --suppressions='$supp' \\
+	--log-file='$HARNESS_DIR/valgrind/vg.%p.log' '$real' "\$@"
+EOF
+	chmod +x "$HARNESS_DIR/valgrind/objfs"
+	OBJFS_BIN=$HARNESS_DIR/valgrind/objfs
+	export OBJFS_BIN OBJFS_VALGRIND
+	echo "harness: objfs runs under valgrind (logs in $HARNESS_DIR/valgrind)"
+}
+
+# _harness_valgrind_check: 1 (with the reports on stderr) when a valgrind log of this test
+# counts errors. A log without a summary is a process killed with SIGKILL: noted, not failed.
+_harness_valgrind_check() {
+	local f bad=0
+	for f in "$HARNESS_DIR"/valgrind/vg.*.log; do
+		[[ -f $f ]] || continue
+		if grep -q 'ERROR SUMMARY: [1-9]' "$f"; then
+			echo "---- valgrind found errors: $f" >&2
+			cat "$f" >&2
+			bad=1
+		elif ! grep -q 'ERROR SUMMARY: 0 errors' "$f"; then
+			echo "harness: valgrind log $f has no summary (process killed?)" >&2
+		fi
+	done
+	return "$bad"
+}
+
 # _harness_cleanup: the EXIT trap. Unmounts, stops processes and servers, removes the dir.
 _harness_cleanup() {
 	local rc=$? i f
@@ -188,6 +226,10 @@ _harness_cleanup() {
 	if [[ -n $HARNESS_RGW_DIR && -d $HARNESS_RGW_DIR ]]; then
 		"$HARNESS_LIB/rgw.sh" stop "$HARNESS_RGW_DIR" || true
 	fi
+	if [[ ${OBJFS_VALGRIND:-0} == 1 && -n $HARNESS_DIR ]] && ! _harness_valgrind_check; then
+		echo "FAIL: valgrind reported errors in objfs (logs above)" >&2
+		[[ $rc != 0 && $rc != 77 ]] || rc=1
+	fi
 	if [[ -n $HARNESS_DIR && -d $HARNESS_DIR ]]; then
 		local still=0
 		for f in "${_harness_mounts[@]}"; do
@@ -213,6 +255,7 @@ harness_init() {
 	export HARNESS_DIR HARNESS_NAME
 	: >"$HARNESS_DIR/mounts"
 	trap _harness_cleanup EXIT
+	[[ ${OBJFS_VALGRIND:-0} != 1 ]] || _harness_valgrind_setup
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	trap 'exit 129' HUP
@@ -393,6 +436,7 @@ harness_start_s3() {
 		[[ $https == 0 ]] || export S3_HTTPS_ENDPOINT S3_CA_FILE
 	fi
 	export S3_ENDPOINT S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY HARNESS_EXTERNAL
+	echo "$AWS_SECRET_ACCESS_KEY" >>"${OBJFS_SECRET_LIST:-/dev/null}" # run-all.sh: no log has it
 	export HARNESS_RGW_DIR
 	[[ -z ${S3_CA_FILE:-} ]] || export S3_CA_FILE
 	_harness_s3cfg "$HARNESS_DIR/s3cfg" "$S3_ENDPOINT"
