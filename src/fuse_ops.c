@@ -79,6 +79,11 @@ struct fo_handle {
 	struct meta_attr attr;       /* at open */
 	struct store *st;            /* store dcf reads from */
 	char *read_key;              /* key dcf reads (differs after a pending server-side rename) */
+	/* Readers of one handle run in parallel; fo_read_reopen replaces dcf (with st, read_key,
+	 * attr) under dcf_lock held for writing, reads use dcf under it held for reading. Ready
+	 * in handles fo_open made (the others never have a dcf). */
+	pthread_rwlock_t dcf_lock;
+	bool dcf_lock_ready;
 };
 
 /* One name of a directory listing being built. */
@@ -235,6 +240,25 @@ static void fo_new_store_attr(mode_t mode, struct store_attr *sa)
 
 /* ---- lookup ---- */
 
+/* HEAD the stored bytes of key, which a pending rename moves from origin: they are at origin
+ * until the rename's copy is done and at key after it (the origin is deleted right after the
+ * copy, before the rename is committed). 0 (*where names the key holding them: origin or
+ * key), or the store's errno. */
+static int fo_head_renamed(struct fuse_ops_fs *fs, const char *key, const char *origin,
+			   struct store_attr *sa, const char **where)
+{
+	int rv = store_head(fs->dst, origin, NULL, sa);
+
+	*where = origin;
+	if (rv == ENOENT) {
+		store_attr_free(sa);
+		store_attr_init(sa);
+		rv = store_head(fs->dst, key, NULL, sa);
+		*where = key;
+	}
+	return rv;
+}
+
 /* The pending (journalled) state of key: 1 found (attr filled, *removed), 0 none. */
 static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma, bool *removed)
 {
@@ -250,13 +274,16 @@ static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr 
 		if (!sa.has && !sa.is_dir) {
 			/* renamed from an object already stored: its attributes are at the origin */
 			char origin[PATH_MAX];
+			const char *where;
 			struct store_attr oa;
 
 			store_attr_init(&oa);
 			if (sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1 &&
-			    store_head(fs->dst, origin, NULL, &oa) == 0) {
+			    fo_head_renamed(fs, key, origin, &oa, &where) == 0) {
 				store_attr_free(&sa);
 				sa = oa;
+			} else {
+				store_attr_free(&oa);
 			}
 		}
 		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
@@ -450,12 +477,17 @@ static void fo_pending_cb(void *ud, const char *key, const struct store_attr *sa
 			l->err = fo_list_add(l, name, len, NULL, 0, true, false);
 		return;
 	}
+	if (!sa->has && !is_dir) {
+		/* renamed from a stored object: listed without attributes (type unknown), which
+		 * the lookup of the name finds through the pending rename */
+		if (!l->err)
+			l->err = fo_list_add(l, name, len, NULL, 0, false, false);
+		return;
+	}
 	if (is_dir && !sa->has)
 		fo_implicit_dir(c->fs, META_PENDING, &ma);
 	else
 		fo_attr_from_store(c->fs, sa, is_dir, META_PENDING | (is_dir ? META_MARKER : 0), &ma);
-	if (!sa->has && !is_dir)
-		return; /* renamed from a stored object: attributes unknown here, looked up later */
 	if (!l->err)
 		l->err = fo_list_add(l, name, len, &ma, 0, false, false);
 }
@@ -506,8 +538,8 @@ static int fo_list_store(struct fuse_ops_fs *fs, struct store *st, int prio, str
 				continue;
 			if (is_dir && len)
 				len--;
-			if (len == 0 && is_dir && !e->is_prefix)
-				continue; /* the directory's own marker */
+			if (len == 0 && !e->is_prefix)
+				continue; /* the directory's own marker ("dir/" listed under "dir/") */
 			if (!fo_name_ok(name, len)) {
 				log_warn("skipping key '%s': not usable as a file name", e->key);
 				continue;
@@ -684,7 +716,8 @@ static int fo_list_dir(struct fuse_ops_fs *fs, const char *key, struct fo_list *
 			char child[PATH_MAX + NAME_MAX + 2];
 
 			snprintf(child, sizeof(child), "%s%s", prefix, out->v[i].name);
-			meta_cache_put_attr(fs->mc, child, snap, &out->v[i].attr);
+			if (out->v[i].have_attr)
+				meta_cache_put_attr(fs->mc, child, snap, &out->v[i].attr);
 			d[i].name = out->v[i].name;
 			d[i].type = out->v[i].attr.mode & S_IFMT;
 		}
@@ -740,6 +773,36 @@ static int fo_publish(void *ud, const char *key, const char *path, const struct 
 static int fo_check_writable(struct fuse_ops_fs *fs)
 {
 	return (fs->ro || !fs->sync) ? EROFS : 0;
+}
+
+#define FO_KEY_MAX 1024 /* S3's limit on a key, the destination's root prefix included */
+
+/* The bytes an s3:// destination puts before every key: its root prefix and a '/'. */
+static size_t fo_dest_prefix_len(const struct fuse_ops_fs *fs)
+{
+	const char *url = fs->o->dest ? fs->o->dest : fs->o->source;
+	const char *p;
+	size_t n;
+
+	if (!url || strncmp(url, "s3://", 5) != 0 || !(p = strchr(url + 5, '/')))
+		return 0;
+	while (*p == '/')
+		p++;
+	n = strlen(p);
+	return n && p[n - 1] != '/' ? n + 1 : n;
+}
+
+/* Whether a new key (plus extra bytes: 1 for a directory's marker "key/") can be stored:
+ * 0, or ENAMETOOLONG for a name over NAME_MAX or a key over FO_KEY_MAX with the prefix, so
+ * that the writer hears it now rather than the upload failing for ever later. */
+static int fo_check_new_key(const struct fuse_ops_fs *fs, const char *key, size_t extra)
+{
+	const char *slash = strrchr(key, '/');
+
+	if (strlen(slash ? slash + 1 : key) > NAME_MAX ||
+	    fo_dest_prefix_len(fs) + strlen(key) + extra > FO_KEY_MAX)
+		return ENAMETOOLONG;
+	return 0;
 }
 
 static int fo_refuse_source(const char *what, const char *key)
@@ -1014,15 +1077,18 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 			}
 			if (sync_lookup_origin(fs->sync, h->key, origin, sizeof(origin)) == 1) {
 				struct store_attr oa;
+				const char *where;
 
 				store_attr_init(&oa);
-				rv = store_head(fs->dst, origin, NULL, &oa);
-				if (rv)
+				rv = fo_head_renamed(fs, h->key, origin, &oa, &where);
+				if (rv) {
+					store_attr_free(&oa);
 					return fo_store_errno(rv);
-				h->read_key = strdup(origin);
+				}
+				h->read_key = strdup(where);
 				h->st = fs->dst;
-				h->dcf = h->read_key ? data_cache_open(fs->dc, fs->dst, origin, oa.etag,
-								       oa.size, &rv)
+				h->dcf = h->read_key ? data_cache_open(fs->dc, fs->dst, h->read_key,
+								       oa.etag, oa.size, &rv)
 						     : NULL;
 				store_attr_free(&oa);
 				return h->dcf ? 0 : (h->read_key ? rv : ENOMEM);
@@ -1056,6 +1122,8 @@ static void fo_handle_free(struct fuse_ops_fs *fs, struct fo_handle *h)
 		staging_release(fs->stg, h->sf);
 	free(h->read_key);
 	free(h->key);
+	if (h->dcf_lock_ready)
+		pthread_rwlock_destroy(&h->dcf_lock);
 	free(h);
 }
 
@@ -1075,6 +1143,9 @@ static int fo_open(const char *path, struct fuse_file_info *fi)
 		return -ENOMEM;
 	}
 	h->spool_fd = -1;
+	if ((rv = pthread_rwlock_init(&h->dcf_lock, NULL)) != 0)
+		goto fail;
+	h->dcf_lock_ready = true;
 	rv = fo_getattr_key(fs, key, &h->attr);
 	if (rv)
 		goto fail;
@@ -1119,8 +1190,8 @@ static int fo_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 	if ((rv = fo_check_writable(fs)))
 		return -rv;
-	if (strlen(key) > 1024 || strlen(fo_split(key, (char[PATH_MAX]){0})) > NAME_MAX)
-		return -ENAMETOOLONG;
+	if ((rv = fo_check_new_key(fs, key, 0)))
+		return -rv;
 	h = calloc(1, sizeof(*h));
 	if (!h || !(h->key = strdup(key))) {
 		free(h);
@@ -1172,11 +1243,51 @@ static int fo_mknod(const char *path, mode_t mode, dev_t rdev)
 	return rv;
 }
 
+/* Replace h->dcf, whose read failed with err, under h->dcf_lock held for writing: ESTALE
+ * (the object changed underneath: read its new version) or, for a handle reading the origin
+ * of a pending rename, ENOENT (the rename's copy is done and its origin deleted: read the key
+ * itself). failed is the dcf that failed: when another reader replaced it already, nothing
+ * to do. 0, or the errno the read fails with. */
+static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
+			  struct data_cache_file *failed, int err)
+{
+	struct store_attr sa;
+	int rv;
+
+	if (h->dcf != failed)
+		return 0;
+	if (h->dcf) {
+		data_cache_close(h->dcf);
+		h->dcf = NULL;
+	}
+	if (err == ESTALE) {
+		log_warn("'%s' changed while open; reading the new version", h->key);
+		meta_cache_invalidate(fs->mc, h->key);
+		if (fo_getattr_key(fs, h->key, &h->attr) == 0)
+			h->dcf = data_cache_open(fs->dc, h->st, h->read_key ? h->read_key : h->key,
+						 h->attr.etag, h->attr.size, &(int){0});
+		return h->dcf ? 0 : EIO;
+	}
+	store_attr_init(&sa);
+	rv = store_head(fs->dst, h->key, NULL, &sa);
+	if (rv == 0) {
+		free(h->read_key);
+		h->read_key = NULL;
+		h->st = fs->dst;
+		h->dcf = data_cache_open(fs->dc, fs->dst, h->key, sa.etag, sa.size, &rv);
+	}
+	store_attr_free(&sa);
+	return h->dcf ? 0 : rv ? rv : EIO;
+}
+
 static int fo_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fuse_ops_fs *fs = fo_fs();
 	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+	struct data_cache_file *f;
+	bool renamed;
 	ssize_t n;
+	int rv;
 
 	if (h->sf) {
 		n = staging_read(h->sf, buf, size, (uint64_t)off);
@@ -1187,21 +1298,22 @@ static int fo_read(const char *path, char *buf, size_t size, off_t off, struct f
 		n = pread(h->spool_fd, buf, size, off);
 		return n < 0 ? -errno : (int)n;
 	}
-	if (!h->dcf)
-		return -EIO;
-	n = data_cache_read(h->dcf, buf, size, (uint64_t)off);
-	if (n == -ESTALE) {
-		/* changed underneath: start over on the new version */
-		log_warn("'%s' changed while open; reading the new version", h->key);
-		data_cache_close(h->dcf);
-		h->dcf = NULL;
-		meta_cache_invalidate(fs->mc, h->key);
-		if (fo_getattr_key(fs, h->key, &h->attr) == 0)
-			h->dcf = data_cache_open(fs->dc, h->st, h->read_key ? h->read_key : h->key,
-						 h->attr.etag, h->attr.size, &(int){0});
-		if (!h->dcf)
-			return -EIO;
-		n = data_cache_read(h->dcf, buf, size, (uint64_t)off);
+	if (!h->dcf_lock_ready)
+		return -EIO; /* no content at the store to read */
+	pthread_rwlock_rdlock(&h->dcf_lock);
+	f = h->dcf;
+	renamed = h->read_key != NULL;
+	n = f ? data_cache_read(f, buf, size, (uint64_t)off) : -EIO;
+	pthread_rwlock_unlock(&h->dcf_lock);
+	if (n == -ESTALE || (n == -ENOENT && renamed)) {
+		pthread_rwlock_wrlock(&h->dcf_lock);
+		rv = fo_read_reopen(fs, h, f, (int)-n);
+		pthread_rwlock_unlock(&h->dcf_lock);
+		if (rv)
+			return -fo_store_errno(rv);
+		pthread_rwlock_rdlock(&h->dcf_lock);
+		n = h->dcf ? data_cache_read(h->dcf, buf, size, (uint64_t)off) : -EIO;
+		pthread_rwlock_unlock(&h->dcf_lock);
 	}
 	if (n < 0) {
 		log_debug("read of '%s' at %lld failed: %s", h->key, (long long)off, strerror((int)-n));
@@ -1354,6 +1466,8 @@ static int fo_mkdir(const char *path, mode_t mode)
 		return -EEXIST;
 	if (rv != ENOENT)
 		return -rv;
+	if ((rv = fo_check_new_key(fs, key, 1)))
+		return -rv;
 	snprintf(marker, sizeof(marker), "%s/", key);
 	fo_new_store_attr(S_IFDIR | (mode & 07777), &sa);
 	rv = sync_put_mem(fs->sync, marker, "", 0, &sa);
@@ -1415,6 +1529,8 @@ static int fo_symlink(const char *target, const char *linkpath)
 	if (rv == 0)
 		return -EEXIST;
 	if (rv != ENOENT)
+		return -rv;
+	if ((rv = fo_check_new_key(fs, key, 0)))
 		return -rv;
 	fo_new_store_attr(S_IFLNK | 0777, &sa);
 	sa.size = strlen(target);
@@ -1511,6 +1627,8 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 		return -fo_refuse_source("rename", from);
 	if (to_exists && (ta.flags & META_IN_SOURCE))
 		return -fo_refuse_source("rename onto", to);
+	if ((rv = fo_check_new_key(fs, to, S_ISDIR(fa.mode) ? 1 : 0)))
+		return -rv;
 	if (!S_ISDIR(fa.mode)) {
 		struct staging_file *sf;
 
@@ -1566,6 +1684,23 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 	return -rv;
 }
 
+/* With an overlay, whether key's object is (or will be) at the destination, where a
+ * metadata rewrite can change it: 0 yes, EROFS when only the source has it, or the errno of
+ * the HEAD. */
+static int fo_attr_rewritable(struct fuse_ops_fs *fs, const char *key)
+{
+	struct store_attr sa;
+	bool removed = false;
+	int rv;
+
+	if (!fs->overlay || (sync_lookup(fs->sync, key, NULL, NULL, &removed) == 1 && !removed))
+		return 0;
+	store_attr_init(&sa);
+	rv = store_head(fs->dst, key, NULL, &sa);
+	store_attr_free(&sa);
+	return rv == ENOENT ? EROFS : rv;
+}
+
 /* chmod / chown / utimens: the changes in ch (has bits say which). */
 static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct store_attr *ch)
 {
@@ -1593,6 +1728,12 @@ static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct
 	if (ma.flags & META_IN_SOURCE)
 		return -fo_refuse_source("changing attributes of", key);
 	if (!S_ISDIR(ma.mode) && (sf = staging_find(fs->stg, key))) {
+		/* open for writing but not written: an attribute change rewrites the object's
+		 * metadata where it is, which an overlay's source must not see */
+		if (!staging_has_content(sf) && (rv = fo_attr_rewritable(fs, key))) {
+			staging_release(fs->stg, sf);
+			return -(rv == EROFS ? fo_refuse_source("changing attributes of", key) : rv);
+		}
 		staging_set_attr(sf, ch);
 		rv = staging_publish(sf, fo_publish, fs);
 		staging_release(fs->stg, sf);

@@ -3,7 +3,12 @@
 #  - 30 % of requests answered 503 SlowDown: md5sum of the whole tree still matches;
 #  - gateway stopped: reads and lookups fail with EIO (never ENOENT) within the configured
 #    timeouts, and work again after the gateway is back, without remounting;
-#  - 64 concurrent readers never have more than max_conns_per_host connections open.
+#  - 64 concurrent readers never have more than max_conns_per_host connections open: with
+#    max_conns_per_host=8 (small blocks, so there are many requests), and with 25, the
+#    default, on a second mount with default block size and read-ahead, behind a proxy of its
+#    own (the first mount keeps its idle connections) that delays each GET by 100 ms so that
+#    the readers' requests pile up: more than 20 connections must then be seen (the cap, not
+#    the readers, is what limits them).
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -51,6 +56,32 @@ for i in $(seq 1 64); do
 done
 maxc=$(proxy_stat max_concurrent_conns)
 assert_le "$maxc" "$cap" "64 concurrent readers: at most $cap connections at the proxy (saw $maxc)"
+
+# ---- the same with max_conns_per_host=25 on a second mount, behind a second proxy ----
+pid8=$OBJFS_PID
+proxy1=("$PROXY_ENDPOINT" "$PROXY_CTL" "$PROXY_PID")
+harness_start_proxy
+mp25=$(objfs_mountpoint faults25)
+objfs_mount "s3://$bucket" "$mp25" "endpoint=$PROXY_ENDPOINT,max_conns_per_host=25"
+proxy_mode '{"delay_ms": {"ms": 100, "kind": "GET"}}'
+proxy_reset
+pids=()
+for i in $(seq 1 64); do
+	md5sum "$mp25/par/p$i" >"$HARNESS_DIR/par25-$i.md5" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent reader (cap 25) failed"; done
+for i in $(seq 1 64); do
+	[[ $(cut -d' ' -f1 "$HARNESS_DIR/par25-$i.md5") == $(md5sum <"$src/par/p$i" | cut -d' ' -f1) ]] ||
+		fail "concurrent reader $i (cap 25) read wrong data"
+done
+pass "64 concurrent readers with max_conns_per_host=25: every md5 matches"
+maxc=$(proxy_stat max_concurrent_conns)
+assert_le "$maxc" 25 "64 concurrent readers: at most 25 connections at the proxy (saw $maxc)"
+assert_le 21 "$maxc" "64 concurrent readers with slow GETs used more than 20 connections ($maxc)"
+objfs_umount "$mp25"
+OBJFS_PID=$pid8
+PROXY_ENDPOINT=${proxy1[0]} PROXY_CTL=${proxy1[1]} PROXY_PID=${proxy1[2]}
 
 # ---- gateway stopped: EIO, never ENOENT; back without remounting ----
 sleep 1.2 # let the 1 s TTLs lapse so lookups go to the server

@@ -2,8 +2,9 @@
 # mount_read.sh - objects put out of band (s3cmd, curl) read back through the mount: names,
 # sizes, types, s3fs metadata (mode, uid, gid, mtime), directory markers, empty objects and a
 # large object; ls -lR, find, cat, md5sum and cp -r match the source tree byte for byte.
-# OBJFS_TEST_BIG_MB sets the large object's size (default 256 MiB: memstore keeps it in RAM and
-# the test stays well under two minutes; 1024 works too, slower).
+# The large object is 256 MiB by default, which is what CI runs (memstore keeps it in RAM and
+# the test stays well under a minute); the issue asks for 1 GiB: READ_BIG_MIB=1024 runs that
+# (slower; OBJFS_TEST_BIG_MB is the old name of the knob and still works).
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -25,7 +26,7 @@ head -c 3000000 /dev/urandom >"$src/dir/three-mb.bin"
 for i in $(seq 1 40); do echo "file $i" >"$src/dir/sub/f$i.txt"; done
 echo deep >"$src/dir/sub/deeper/leaf"
 echo "odd" >"$src/other/with space é+%.txt"
-big_mb=${OBJFS_TEST_BIG_MB:-256}
+big_mb=${READ_BIG_MIB:-${OBJFS_TEST_BIG_MB:-256}}
 head -c $((big_mb << 20)) /dev/urandom >"$src/big.bin"
 s3c put --recursive --no-progress "$src/" "s3://$bucket/" >/dev/null || fail "s3cmd upload failed"
 

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# read_readahead.sh - an abandoned read-ahead stops (data_cache.h: "a read-ahead that is no
+# longer wanted (handle closed, reader moved elsewhere) is cancelled through the store's
+# cancel flag"), seen from the fault proxy between objfs and the server.
+#
+# A 256 MiB object is read sequentially (default 1 MiB blocks, 8 MiB read-ahead) until
+# read-ahead has run and settled (objfs status: cache_readahead_started > 0). Then the proxy
+# holds every new GET (hold mode: the request waits at the proxy, nothing is forwarded) and
+# the reader goes on through blocks already read ahead, so the read-ahead moves on and its
+# next range GETs are held there, in flight. Then the reader
+#   - closes the file (case "close"), or
+#   - seeks far away and reads 4 KiB there, keeping the file open (case "seek"),
+# and within 5 s every held GET must have been abandoned by objfs (the proxy's held_requests
+# drops to 0: the connections were closed), cache_readahead_cancelled must have grown, and
+# when the proxy then releases whatever it still holds, bytes_to_client must not grow (a GET
+# that objfs forgot to cancel would now stream its block): the transfer stays at what was
+# read plus the read-ahead window, far below the object's 256 MiB.
+set -euo pipefail
+. "$(dirname "$0")/../lib/harness.sh"
+. "$(dirname "$0")/mount_common.sh"
+
+harness_init read_readahead
+harness_need_fuse
+harness_need s3cmd python3
+harness_start_s3
+bucket=$(harness_unique rahead)
+harness_mkbucket "$bucket"
+
+size_mib=256
+head -c $((size_mib << 20)) /dev/urandom >"$HARNESS_DIR/big"
+s3c put --no-progress "$HARNESS_DIR/big" "s3://$bucket/big" >/dev/null || fail "s3cmd upload failed"
+rm -f "$HARNESS_DIR/big"
+
+harness_start_proxy
+mp=$(objfs_mountpoint rahead)
+
+# drive CASE: run the scenario above through the mount; prints one JSON line of results.
+drive() {
+	python3 - "$1" "$mp/big" "$OBJFS_CACHE/ctl.sock" "$PROXY_CTL" <<'EOF'
+import json, os, socket, sys, time, urllib.request
+
+case, path, ctl_sock, proxy_ctl = sys.argv[1:5]
+MiB = 1 << 20
+CHUNK = 128 << 10
+
+def status():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(ctl_sock)
+    s.sendall(b"status\n")
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    d = {}
+    for line in out.decode().splitlines():
+        k, _, v = line.partition("=")
+        d[k] = v
+    return d
+
+def stat(key):
+    return int(status().get(key, "0"))
+
+def pstats():
+    with urllib.request.urlopen(proxy_ctl + "/stats", timeout=30) as r:
+        return json.load(r)
+
+def pmode(doc):
+    req = urllib.request.Request(proxy_ctl + "/mode", data=json.dumps(doc).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+
+def settle(value, limit, what):
+    """Wait until value() is the same for 0.5 s; return it."""
+    end = time.time() + limit
+    last, since = None, time.time()
+    while time.time() < end:
+        v = value()
+        if v != last:
+            last, since = v, time.time()
+        elif time.time() - since >= 0.5:
+            return v
+        time.sleep(0.05)
+    sys.exit("timed out waiting for %s to settle (last %r)" % (what, last))
+
+def read_seq(fd, start, end):
+    off = start
+    while off < end:
+        b = os.pread(fd, min(CHUNK, end - off), off)
+        if not b:
+            sys.exit("short read at %d" % off)
+        off += len(b)
+
+res = {}
+fd = os.open(path, os.O_RDONLY)
+far = 200 * MiB
+if case == "seek":
+    os.pread(fd, 4096, far)  # the block we seek back to later is cached: no GET then
+read_seq(fd, 0, 4 * MiB)
+# read-ahead has run: blocks 0..11 (4 MiB read + 8 MiB read-ahead) are cached, nothing is in
+# flight any more, the cache contents are stable
+need = 12 * MiB + (MiB if case == "seek" else 0)
+end = time.time() + 20
+while stat("cache_bytes") < need:
+    if time.time() > end:
+        sys.exit("read-ahead did not fill %d bytes of the cache" % need)
+    time.sleep(0.05)
+settle(lambda: (stat("http_in_flight"), stat("http_queued"), stat("cache_bytes")), 20,
+       "the first read-ahead")
+res["readahead_started"] = stat("cache_readahead_started")
+pmode({"hold": {"kind": "GET"}})
+read_seq(fd, 4 * MiB, 11 * MiB)  # blocks read ahead already; the window moves on
+res["held"] = settle(lambda: pstats()["held_requests"], 20, "held read-ahead GETs")
+res["cancelled_before"] = stat("cache_readahead_cancelled")
+res["bytes_before"] = pstats()["bytes_to_client"]
+t0 = time.time()
+if case == "close":
+    os.close(fd)
+else:
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    if len(os.pread(fd, 4096, far + 8192)) != 4096:
+        sys.exit("short read after the seek")
+res["abandoned_s"] = None
+while time.time() - t0 < 10:
+    if pstats()["held_requests"] == 0:
+        res["abandoned_s"] = round(time.time() - t0, 2)
+        break
+    time.sleep(0.05)
+res["cancelled_after"] = stat("cache_readahead_cancelled")
+pmode({})  # release anything still held: a GET objfs did not cancel would stream now
+time.sleep(2)
+res["bytes_after"] = pstats()["bytes_to_client"]
+if case == "seek":
+    os.close(fd)
+print(json.dumps(res))
+EOF
+}
+
+# field JSON KEY: one value of drive's JSON line ("null" when absent or null)
+field() {
+	python3 -c '
+import json, sys
+v = json.loads(sys.argv[1]).get(sys.argv[2])
+print("null" if v is None else v)' "$1" "$2"
+}
+
+for case in close seek; do
+	# each case on a fresh mount: an empty cache, no read-ahead state
+	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT"
+	proxy_mode '{}'
+	proxy_reset
+	out=$(drive "$case") || fail "$case: the reader failed: $out"
+	echo "$case: $out"
+	assert_le 1 "$(field "$out" readahead_started)" "$case: sequential reads started read-ahead"
+	assert_le 1 "$(field "$out" held)" "$case: read-ahead GETs were in flight (held at the proxy)"
+	secs=$(field "$out" abandoned_s)
+	[[ $secs != null ]] || fail "$case: objfs did not abandon its read-ahead GETs within 10 s"
+	assert_le "$secs" 5 "$case: every read-ahead GET was abandoned within 5 s (${secs} s)"
+	assert_le $(($(field "$out" cancelled_before) + 1)) "$(field "$out" cancelled_after)" \
+		"$case: cache_readahead_cancelled grew"
+	before=$(field "$out" bytes_before)
+	after=$(field "$out" bytes_after)
+	assert_le "$after" $((before + (64 << 10))) \
+		"$case: nothing streamed after the release ($before -> $after bytes to objfs)"
+	assert_le "$after" $((32 << 20)) "$case: $after bytes fetched of a ${size_mib} MiB object"
+	objfs_umount "$mp"
+done
+pass "unmounted cleanly"
