@@ -1022,24 +1022,53 @@ static int fo_readlink(const char *path, char *buf, size_t size)
 	return 0;
 }
 
+/*
+ * A directory handle keeps the listing taken by the readdir at offset 0, and readdir hands
+ * out entries with real offsets (".": 1, "..": 2, entry i: i + 3). libfuse resolves entries
+ * filled with offsets and FUSE_FILL_DIR_PLUS at once (a node per entry, attributes from our
+ * cache), so the kernel gets complete READDIRPLUS entries and `ls -l` of 10,000 names costs
+ * no LOOKUP per name; with offset 0 for every entry it would not (libfuse 3.14 then sends
+ * entries without node ids and the kernel looks each name up again).
+ * libfuse serialises readdir calls on one handle, so the handle needs no lock.
+ */
+struct fo_dir {
+	char *key;
+	struct fo_list list;
+	bool listed;
+};
+
 static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	struct fuse_ops_fs *fs = fo_fs();
-	/* nullpath_ok: the path may be NULL; opendir kept the key */
-	const char *key = (fi && fi->fh) ? (const char *)(uintptr_t)fi->fh : fo_key(path);
-	struct fo_list l;
+	struct fo_dir *dh = fi ? (struct fo_dir *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
 	int rv;
 
-	rv = fo_list_dir(fs, key, &l);
-	if (rv)
-		return -rv;
-	fo_stat(fs, &fs->root, &st);
-	filler(buf, ".", &st, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	for (size_t i = 0; i < l.n; i++) {
-		struct fo_ent *e = &l.v[i];
+	if (!dh)
+		return -EBADF;
+	if (off == 0 || !dh->listed) {
+		if (dh->listed)
+			fo_list_free(&dh->list);
+		dh->listed = false;
+		rv = fo_list_dir(fs, dh->key, &dh->list);
+		if (rv)
+			return -rv;
+		dh->listed = true;
+	}
+	if (off < 1) {
+		fo_stat(fs, &fs->root, &st);
+		if (filler(buf, ".", &st, 1, 0))
+			return 0;
+	}
+	if (off < 2) {
+		memset(&st, 0, sizeof(st));
+		st.st_mode = S_IFDIR;
+		if (filler(buf, "..", &st, 2, 0))
+			return 0;
+	}
+	for (size_t i = off > 2 ? (size_t)off - 2 : 0; i < dh->list.n; i++) {
+		struct fo_ent *e = &dh->list.v[i];
 		enum fuse_fill_dir_flags ff = 0;
 
 		if (e->have_attr && (flags & FUSE_READDIR_PLUS)) {
@@ -1049,10 +1078,9 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 			memset(&st, 0, sizeof(st));
 			st.st_mode = e->attr.mode & S_IFMT;
 		}
-		if (filler(buf, e->name, &st, 0, ff))
+		if (filler(buf, e->name, &st, (off_t)i + 3, ff))
 			break;
 	}
-	fo_list_free(&l);
 	return 0;
 }
 
@@ -1863,22 +1891,35 @@ static int fo_opendir(const char *path, struct fuse_file_info *fi)
 {
 	struct meta_attr ma;
 	int rv = fo_getattr_key(fo_fs(), fo_key(path), &ma);
+	struct fo_dir *dh;
 	char *key;
 
 	if (rv)
 		return -rv;
 	if (!S_ISDIR(ma.mode))
 		return -ENOTDIR;
+	dh = calloc(1, sizeof(*dh));
 	key = strdup(fo_key(path));
-	if (!key)
+	if (!dh || !key) {
+		free(dh);
+		free(key);
 		return -ENOMEM;
-	fi->fh = (uint64_t)(uintptr_t)key;
+	}
+	dh->key = key;
+	fi->fh = (uint64_t)(uintptr_t)dh;
 	return 0;
 }
 
 static int fo_releasedir(const char *path, struct fuse_file_info *fi)
 {
-	free((char *)(uintptr_t)fi->fh);
+	struct fo_dir *dh = (struct fo_dir *)(uintptr_t)fi->fh;
+
+	if (dh) {
+		if (dh->listed)
+			fo_list_free(&dh->list);
+		free(dh->key);
+		free(dh);
+	}
 	return 0;
 }
 
