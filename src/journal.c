@@ -2,6 +2,10 @@
  * journal.c - the sync journal's file format: framing, CRC-32, record encoding, append with
  * fdatasync and roll-back, read with a torn tail cut off, atomic rewrite (see journal.h).
  *
+ * Space: where the file system can preallocate (fallocate KEEP_SIZE), blocks past the end of
+ * the file are kept allocated for commit records (journal_append_reserved), so that uploads
+ * done on a full disk can still be committed and their spool files freed.
+ *
  * Locking: none; the caller serialises use of one struct journal. The CRC table is built
  * once (pthread_once).
  */
@@ -22,11 +26,14 @@
 #define JOURNAL_MAGIC "OBJFSJ1\n"
 #define JOURNAL_HEADER_LEN 8
 #define JOURNAL_FRAME_LEN 8 /* u32 length + u32 crc */
+#define JOURNAL_RESERVE_MIN (128u << 10)
 
 struct journal {
 	int fd;
 	char *path;
-	uint64_t size; /* where the next record goes */
+	uint64_t size;        /* where the next record goes */
+	uint64_t reserved_to; /* blocks are allocated up to this offset (0: nothing known) */
+	bool no_reserve;      /* the file system cannot preallocate: keep no reserve */
 };
 
 /* ---- CRC-32 (IEEE 802.3, reflected, as zlib) ---- */
@@ -410,6 +417,49 @@ static int write_all(int fd, const void *buf, size_t len, off_t off)
 	return 0;
 }
 
+/* The space kept allocated past the end of a journal of size bytes: room for a DONE record
+ * (37 bytes) for every record of the usual sizes (a file's record takes 100 or more). */
+static uint64_t journal_reserve_for(uint64_t size)
+{
+	return JOURNAL_RESERVE_MIN + size / 2;
+}
+
+/* Blocks allocated up to end (past the end of the file, which keeps its size). 0 (also when
+ * the file system cannot preallocate: then the reserve is off for good), or ENOSPC / EDQUOT. */
+static int journal_allocate(struct journal *j, uint64_t end)
+{
+	if (j->no_reserve || j->reserved_to >= end || end <= j->size)
+		return 0;
+	if (fallocate(j->fd, FALLOC_FL_KEEP_SIZE, (off_t)j->size, (off_t)(end - j->size)) == 0) {
+		j->reserved_to = end;
+		return 0;
+	}
+	if (errno == ENOSPC || errno == EDQUOT)
+		return errno;
+	if (errno != EINTR)
+		j->no_reserve = true; /* EOPNOTSUPP...: appends behave as without a reserve */
+	return 0;
+}
+
+/* Before appending len bytes: keep the reserve behind them (with some slack, so that this
+ * costs a system call only now and then). ENOSPC when the reserve cannot be kept. */
+static int journal_keep_reserve(struct journal *j, size_t len)
+{
+	uint64_t end = j->size + len, want = end + journal_reserve_for(end);
+
+	if (j->reserved_to >= want)
+		return 0;
+	if (journal_allocate(j, want + JOURNAL_RESERVE_MIN) == 0)
+		return 0;
+	return journal_allocate(j, want);
+}
+
+/* A truncation frees the blocks past the new end: the reserve is gone. */
+static void journal_reserve_lost(struct journal *j)
+{
+	j->reserved_to = 0;
+}
+
 struct journal *journal_open(const char *path, char *err, size_t errlen)
 {
 	struct journal *j = calloc(1, sizeof(*j));
@@ -443,6 +493,7 @@ struct journal *journal_open(const char *path, char *err, size_t errlen)
 			goto fail_fd;
 		}
 		j->size = JOURNAL_HEADER_LEN;
+		(void)journal_keep_reserve(j, 0); /* best effort: appends try again */
 		return j;
 	}
 	ssize_t n = pread(j->fd, magic, sizeof(magic), 0);
@@ -453,6 +504,7 @@ struct journal *journal_open(const char *path, char *err, size_t errlen)
 		goto fail_fd;
 	}
 	j->size = (uint64_t)st.st_size;
+	(void)journal_keep_reserve(j, 0);
 	return j;
 
 fail_fd:
@@ -504,6 +556,7 @@ int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_rec
 	}
 	if (off < size) {
 		*torn_bytes = size - off;
+		journal_reserve_lost(j);
 		if (ftruncate(j->fd, (off_t)off) < 0 || fdatasync(j->fd) < 0) {
 			err = errno;
 			goto out;
@@ -515,13 +568,18 @@ out:
 	return err;
 }
 
-int journal_append(struct journal *j, const void *buf, size_t len)
+static int journal_write(struct journal *j, const void *buf, size_t len, bool use_reserve)
 {
-	int err = write_all(j->fd, buf, len, (off_t)j->size);
+	int err = journal_keep_reserve(j, len);
+
+	if (err && !use_reserve)
+		return err; /* the reserve is for commits: refuse before writing anything */
+	err = write_all(j->fd, buf, len, (off_t)j->size);
 	if (!err && fdatasync(j->fd) < 0)
 		err = errno;
 	if (err) {
 		/* Cut off whatever part reached the file; the record never counted. */
+		journal_reserve_lost(j);
 		if (ftruncate(j->fd, (off_t)j->size) == 0) {
 			if (fdatasync(j->fd) < 0) {
 				/* the caller reports err; a torn tail is ignored on replay anyway */
@@ -531,6 +589,16 @@ int journal_append(struct journal *j, const void *buf, size_t len)
 	}
 	j->size += len;
 	return 0;
+}
+
+int journal_append(struct journal *j, const void *buf, size_t len)
+{
+	return journal_write(j, buf, len, false);
+}
+
+int journal_append_reserved(struct journal *j, const void *buf, size_t len)
+{
+	return journal_write(j, buf, len, true);
 }
 
 int journal_rewrite(struct journal *j, const void *buf, size_t len)
@@ -560,6 +628,8 @@ int journal_rewrite(struct journal *j, const void *buf, size_t len)
 	close(j->fd);
 	j->fd = fd;
 	j->size = JOURNAL_HEADER_LEN + len;
+	journal_reserve_lost(j);
+	(void)journal_keep_reserve(j, 0);
 	return err;
 }
 

@@ -88,8 +88,14 @@ struct journal *journal_open(const char *path, char *err, size_t errlen);
 int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_record *r), void *ud,
 		 uint64_t *torn_bytes);
 /* Write buf (encoded records) at the end and fdatasync. On any failure the file is cut back
- * to its previous size and the errno (ENOSPC, EIO...) returned: nothing half-recorded. */
+ * to its previous size and the errno (ENOSPC, EIO...) returned: nothing half-recorded.
+ * Where the file system can preallocate, it also keeps 128 KiB + half the journal's size
+ * allocated past the end (fallocate KEEP_SIZE) for journal_append_reserved, and fails with
+ * ENOSPC, writing nothing, when that reserve cannot be kept. */
 int journal_append(struct journal *j, const void *buf, size_t len);
+/* The same for records that let space be freed (DONE records of finished uploads): may use
+ * the reserve, so that it succeeds on a full disk while the reserve lasts. */
+int journal_append_reserved(struct journal *j, const void *buf, size_t len);
 /* Replace the whole journal by header + buf atomically (path.new, fsync, rename, fsync of
  * the directory). On failure the old journal is untouched. */
 int journal_rewrite(struct journal *j, const void *buf, size_t len);

@@ -1373,8 +1373,8 @@ static void sync_commit(struct sync *s, bool force)
 			journal_encode(&buf, &done);
 		}
 	err = buf.err;
-	if (!err)
-		err = journal_append(s->journal, buf.p, buf.len);
+	if (!err) /* may use the journal's reserve: a commit frees spool space on a full disk */
+		err = journal_append_reserved(s->journal, buf.p, buf.len);
 	if (!err) {
 		/* Finished items are immutable and only we retire them (journal_lock). */
 		for (struct sync_item *it = batch; it; it = it->next_work) {
@@ -1490,12 +1490,25 @@ static bool sync_needs_compaction(const struct sync *s, int64_t now)
 
 static void format_store_error(char *msg, size_t len, const char *what, const char *key, int err)
 {
-	char detail[200];
+	char detail[200], shortened[80], klen_note[32] = "";
+	size_t klen = strlen(key);
 	if (store_last_error()->err == err)
 		store_format_error(detail, sizeof(detail));
 	else
 		snprintf(detail, sizeof(detail), "%s", strerror(err));
-	snprintf(msg, len, "%s '%s': %s", what, key, detail);
+	if (klen > 80) { /* keep room for the detail: the start and the end of a long key */
+		snprintf(shortened, sizeof(shortened), "%.40s...%s", key, key + klen - 30);
+		snprintf(klen_note, sizeof(klen_note), " (%zu bytes)", klen);
+		key = shortened;
+	}
+	int n = snprintf(msg, len, "%s '%s'%s: ", what, key, klen_note);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	size_t dlen = strlen(detail);
+	if (dlen > len - (size_t)n - 1)
+		dlen = len - (size_t)n - 1; /* cut at the end of the detail */
+	memcpy(msg + n, detail, dlen);
+	msg[(size_t)n + dlen] = '\0';
 }
 
 static bool etag_is_md5(const char *etag)
@@ -1789,7 +1802,9 @@ out:
 }
 
 /* Run one item against the destination. 0 or errno with msg; *dropped when the error is
- * permanent (the item is committed anyway, with an error logged). */
+ * permanent (the item is committed anyway, with an error logged): a lost spool file, a
+ * rename or set_attr whose source is gone, a key the destination cannot hold
+ * (ENAMETOOLONG: retrying could only block the queue for ever). */
 static int sync_exec(struct sync *s, struct sync_item *it, char *msg, size_t msglen, bool *dropped)
 {
 	const struct store_io io = {STORE_BACKGROUND, &s->cancel};
@@ -1799,7 +1814,10 @@ static int sync_exec(struct sync *s, struct sync_item *it, char *msg, size_t msg
 	switch (it->kind) {
 	case ITEM_PUT_FILE:
 	case ITEM_PUT_MEM:
-		return exec_put(s, it, msg, msglen, dropped);
+		err = exec_put(s, it, msg, msglen, dropped);
+		if (err == ENAMETOOLONG)
+			*dropped = true;
+		return err;
 	case ITEM_REMOVE:
 		err = s->dest->ops->remove(s->dest, it->key, &io);
 		if (err)
@@ -1831,6 +1849,8 @@ static int sync_exec(struct sync *s, struct sync_item *it, char *msg, size_t msg
 					format_store_error(msg, msglen, "cannot copy to", it->key, err);
 				}
 			}
+			if (err == ENAMETOOLONG)
+				*dropped = true; /* the source stays where it is */
 			if (err)
 				return err;
 			it->put_done = true;
