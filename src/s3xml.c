@@ -22,17 +22,12 @@
 #include <libxml/xmlstring.h>
 
 #include "s3xml.h"
+#include "strbuf.h"
 
 #define S3XML_NS "http://s3.amazonaws.com/doc/2006-03-01/"
 #define S3XML_MAX_DELETE_KEYS 1000
 #define S3XML_MAX_PART_NUMBER 10000
 
-struct s3xml_buf {
-	char *s;
-	size_t len;
-	size_t cap;
-	bool oom;
-};
 
 void s3xml_global_init(void)
 {
@@ -747,74 +742,47 @@ int s3xml_parse_time(const char *s, struct timespec *out)
 
 /* ---- builders ------------------------------------------------------------------------ */
 
-static void s3xml_put(struct s3xml_buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->s, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->s = p;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void s3xml_puts(struct s3xml_buf *b, const char *s)
-{
-	s3xml_put(b, s, strlen(s));
-}
-
 /* Append s escaped for element content; false when XML 1.0 cannot carry it. */
-static bool s3xml_put_escaped(struct s3xml_buf *b, const char *s)
+static bool s3xml_put_escaped(struct strbuf *b, const char *s)
 {
 	if (!xmlCheckUTF8((const unsigned char *)s))
 		return false;
 	for (; *s; s++) {
 		switch (*s) {
-		case '&': s3xml_puts(b, "&amp;"); break;
-		case '<': s3xml_puts(b, "&lt;"); break;
-		case '>': s3xml_puts(b, "&gt;"); break;
-		case '"': s3xml_puts(b, "&quot;"); break;
-		case '\'': s3xml_puts(b, "&apos;"); break;
-		case '\t': s3xml_puts(b, "&#9;"); break;
-		case '\n': s3xml_puts(b, "&#10;"); break;
-		case '\r': s3xml_puts(b, "&#13;"); break;
+		case '&': strbuf_puts(b, "&amp;"); break;
+		case '<': strbuf_puts(b, "&lt;"); break;
+		case '>': strbuf_puts(b, "&gt;"); break;
+		case '"': strbuf_puts(b, "&quot;"); break;
+		case '\'': strbuf_puts(b, "&apos;"); break;
+		case '\t': strbuf_puts(b, "&#9;"); break;
+		case '\n': strbuf_puts(b, "&#10;"); break;
+		case '\r': strbuf_puts(b, "&#13;"); break;
 		default:
 			if ((unsigned char)*s < 0x20)
 				return false;
-			s3xml_put(b, s, 1);
+			strbuf_put(b, s, 1);
 		}
 	}
 	return true;
 }
 
 /* The finished document, or NULL with errno (EINVAL when !ok, else ENOMEM). */
-static char *s3xml_finish(struct s3xml_buf *b, bool ok)
+static char *s3xml_finish(struct strbuf *b, bool ok)
 {
-	if (ok && !b->oom)
-		return b->s;
-	free(b->s);
-	errno = ok ? ENOMEM : EINVAL;
-	return NULL;
+	if (!ok) {
+		strbuf_free(b);
+		errno = EINVAL;
+		return NULL;
+	}
+	return strbuf_finish(b);
 }
 
 char *s3xml_build_complete(const struct s3xml_part *parts, size_t n)
 {
-	struct s3xml_buf b = {0};
+	struct strbuf b = {0};
 	bool ok = n > 0;
 
-	s3xml_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	strbuf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 		       "<CompleteMultipartUpload xmlns=\"" S3XML_NS "\">");
 	for (size_t i = 0; i < n && ok; i++) {
 		char num[32];
@@ -824,33 +792,33 @@ char *s3xml_build_complete(const struct s3xml_part *parts, size_t n)
 		if (!ok)
 			break;
 		snprintf(num, sizeof(num), "%d", parts[i].number);
-		s3xml_puts(&b, "<Part><PartNumber>");
-		s3xml_puts(&b, num);
-		s3xml_puts(&b, "</PartNumber><ETag>&quot;");
+		strbuf_puts(&b, "<Part><PartNumber>");
+		strbuf_puts(&b, num);
+		strbuf_puts(&b, "</PartNumber><ETag>&quot;");
 		ok = s3xml_put_escaped(&b, parts[i].etag);
-		s3xml_puts(&b, "&quot;</ETag></Part>");
+		strbuf_puts(&b, "&quot;</ETag></Part>");
 	}
-	s3xml_puts(&b, "</CompleteMultipartUpload>\n");
+	strbuf_puts(&b, "</CompleteMultipartUpload>\n");
 	return s3xml_finish(&b, ok);
 }
 
 char *s3xml_build_delete(const char *const *keys, size_t n, bool quiet)
 {
-	struct s3xml_buf b = {0};
+	struct strbuf b = {0};
 	bool ok = n > 0 && n <= S3XML_MAX_DELETE_KEYS;
 
-	s3xml_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	strbuf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 		       "<Delete xmlns=\"" S3XML_NS "\">");
 	if (quiet)
-		s3xml_puts(&b, "<Quiet>true</Quiet>");
+		strbuf_puts(&b, "<Quiet>true</Quiet>");
 	for (size_t i = 0; i < n && ok; i++) {
 		ok = keys[i] && keys[i][0];
 		if (!ok)
 			break;
-		s3xml_puts(&b, "<Object><Key>");
+		strbuf_puts(&b, "<Object><Key>");
 		ok = s3xml_put_escaped(&b, keys[i]);
-		s3xml_puts(&b, "</Key></Object>");
+		strbuf_puts(&b, "</Key></Object>");
 	}
-	s3xml_puts(&b, "</Delete>\n");
+	strbuf_puts(&b, "</Delete>\n");
 	return s3xml_finish(&b, ok);
 }

@@ -3,7 +3,7 @@
  * Authorization header value. Pure: no I/O, no clock, no globals, so no locks; any thread
  * may call it. Digests come from crypto.c.
  *
- * Strings are built in a growing buffer (struct sigv4_buf) that remembers an allocation
+ * Strings are built in a growing buffer (struct strbuf) that remembers an allocation
  * failure, so the builders check for ENOMEM once at the end instead of after every append.
  */
 #include "config.h"
@@ -18,15 +18,10 @@
 
 #include "crypto.h"
 #include "sigv4.h"
+#include "strbuf.h"
 
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
-struct sigv4_buf {
-	char *s;
-	size_t len;
-	size_t cap;
-	bool oom; /* an append failed; s is kept only to be freed */
-};
 
 /* One header of the request, its name lower-cased; order keeps duplicates in request order. */
 struct sigv4_hdr {
@@ -41,64 +36,13 @@ struct sigv4_param {
 	char *value;
 };
 
-static void sigv4_buf_put(struct sigv4_buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->s, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->s = p;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void sigv4_buf_str(struct sigv4_buf *b, const char *s)
-{
-	sigv4_buf_put(b, s, strlen(s));
-}
-
-static void sigv4_buf_chr(struct sigv4_buf *b, char c)
-{
-	sigv4_buf_put(b, &c, 1);
-}
-
-/* The finished string (malloc'd, "" when nothing was added), or NULL with errno ENOMEM. */
-static char *sigv4_buf_finish(struct sigv4_buf *b)
-{
-	if (b->oom) {
-		free(b->s);
-		errno = ENOMEM;
-		return NULL;
-	}
-	if (!b->s) {
-		char *empty = strdup("");
-
-		if (!empty)
-			errno = ENOMEM;
-		return empty;
-	}
-	return b->s;
-}
-
 static bool sigv4_is_unreserved(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 	       c == '-' || c == '_' || c == '.' || c == '~';
 }
 
-static void sigv4_encode_into(struct sigv4_buf *b, const char *s, size_t n, bool keep_slash)
+static void sigv4_encode_into(struct strbuf *b, const char *s, size_t n, bool keep_slash)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
@@ -106,21 +50,21 @@ static void sigv4_encode_into(struct sigv4_buf *b, const char *s, size_t n, bool
 		unsigned char c = (unsigned char)s[i];
 
 		if (sigv4_is_unreserved(c) || (keep_slash && c == '/')) {
-			sigv4_buf_chr(b, (char)c);
+			strbuf_putc(b, (char)c);
 		} else {
 			char esc[3] = {'%', hex[c >> 4], hex[c & 0x0f]};
 
-			sigv4_buf_put(b, esc, sizeof(esc));
+			strbuf_put(b, esc, sizeof(esc));
 		}
 	}
 }
 
 char *sigv4_uri_encode(const char *s, bool keep_slash)
 {
-	struct sigv4_buf b = {0};
+	struct strbuf b = {0};
 
 	sigv4_encode_into(&b, s, strlen(s), keep_slash);
-	return sigv4_buf_finish(&b);
+	return strbuf_finish(&b);
 }
 
 static int sigv4_hexval(char c)
@@ -157,7 +101,7 @@ static size_t sigv4_decode(const char *s, size_t n, char *out)
  * dropped, then each segment URI-encoded (the path given is encoded a second time). A
  * trailing '/' survives when the last input segment was empty, "." or "..".
  */
-static void sigv4_put_normalized_path(struct sigv4_buf *b, const char *path)
+static void sigv4_put_normalized_path(struct strbuf *b, const char *path)
 {
 	size_t n_max = 1, n = 0;
 	const char **seg;
@@ -192,11 +136,11 @@ static void sigv4_put_normalized_path(struct sigv4_buf *b, const char *path)
 		p = end + 1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		sigv4_buf_chr(b, '/');
+		strbuf_putc(b, '/');
 		sigv4_encode_into(b, seg[i], seg_len[i], false);
 	}
 	if (n == 0 || trailing)
-		sigv4_buf_chr(b, '/');
+		strbuf_putc(b, '/');
 out:
 	free(seg);
 	free(seg_len);
@@ -213,7 +157,7 @@ static int sigv4_param_cmp(const void *a, const void *b)
 /* Decode s[0..n) and encode it again as a canonical query component; NULL on ENOMEM. */
 static char *sigv4_recode(const char *s, size_t n)
 {
-	struct sigv4_buf b = {0};
+	struct strbuf b = {0};
 	char *raw = malloc(n + 1);
 	size_t len;
 
@@ -222,12 +166,12 @@ static char *sigv4_recode(const char *s, size_t n)
 	len = sigv4_decode(s, n, raw);
 	sigv4_encode_into(&b, raw, len, false);
 	free(raw);
-	return sigv4_buf_finish(&b);
+	return strbuf_finish(&b);
 }
 
 /* Canonical query string: parameters split on '&', each name and value decoded then encoded
  * again, sorted by name then value; "a" becomes "a=". Empty parameters are dropped. */
-static void sigv4_put_query(struct sigv4_buf *b, const char *query)
+static void sigv4_put_query(struct strbuf *b, const char *query)
 {
 	struct sigv4_param *params = NULL;
 	size_t n_max = 1, n = 0;
@@ -266,10 +210,10 @@ static void sigv4_put_query(struct sigv4_buf *b, const char *query)
 	qsort(params, n, sizeof(*params), sigv4_param_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
-			sigv4_buf_chr(b, '&');
-		sigv4_buf_str(b, params[i].name);
-		sigv4_buf_chr(b, '=');
-		sigv4_buf_str(b, params[i].value);
+			strbuf_putc(b, '&');
+		strbuf_puts(b, params[i].name);
+		strbuf_putc(b, '=');
+		strbuf_puts(b, params[i].value);
 	}
 out:
 	for (size_t i = 0; i < n; i++) {
@@ -285,7 +229,7 @@ static bool sigv4_is_space(char c)
 }
 
 /* A header value trimmed, with every inner run of white space folded to one space. */
-static void sigv4_put_header_value(struct sigv4_buf *b, const char *v)
+static void sigv4_put_header_value(struct strbuf *b, const char *v)
 {
 	bool pending = false, any = false;
 
@@ -295,8 +239,8 @@ static void sigv4_put_header_value(struct sigv4_buf *b, const char *v)
 			continue;
 		}
 		if (pending && any)
-			sigv4_buf_chr(b, ' ');
-		sigv4_buf_chr(b, *v);
+			strbuf_putc(b, ' ');
+		strbuf_putc(b, *v);
 		pending = false;
 		any = true;
 	}
@@ -336,7 +280,7 @@ static int sigv4_hdr_cmp(const void *a, const void *b)
 
 /* Canonical headers ("name:v1,v2\n" per distinct name, sorted) into b and the signed-header
  * list ("a;b;c") into sh. */
-static void sigv4_put_headers(struct sigv4_buf *b, struct sigv4_buf *sh,
+static void sigv4_put_headers(struct strbuf *b, struct strbuf *sh,
 			      const struct sigv4_request *req)
 {
 	struct sigv4_hdr *hdrs = NULL;
@@ -365,16 +309,16 @@ static void sigv4_put_headers(struct sigv4_buf *b, struct sigv4_buf *sh,
 
 		if (first) {
 			if (i > 0)
-				sigv4_buf_chr(sh, ';');
-			sigv4_buf_str(sh, hdrs[i].name);
-			sigv4_buf_str(b, hdrs[i].name);
-			sigv4_buf_chr(b, ':');
+				strbuf_putc(sh, ';');
+			strbuf_puts(sh, hdrs[i].name);
+			strbuf_puts(b, hdrs[i].name);
+			strbuf_putc(b, ':');
 		} else {
-			sigv4_buf_chr(b, ',');
+			strbuf_putc(b, ',');
 		}
 		sigv4_put_header_value(b, hdrs[i].value);
 		if (last)
-			sigv4_buf_chr(b, '\n');
+			strbuf_putc(b, '\n');
 	}
 out:
 	for (size_t i = 0; i < n; i++)
@@ -385,31 +329,31 @@ out:
 /* Canonical request and signed-header list, both malloc'd; 0 or ENOMEM. */
 static int sigv4_build(const struct sigv4_request *req, char **creq, char **signed_headers)
 {
-	struct sigv4_buf b = {0}, sh = {0};
+	struct strbuf b = {0}, sh = {0};
 	const char *path = req->path && *req->path ? req->path : "/";
 
 	*creq = NULL;
 	*signed_headers = NULL;
-	sigv4_buf_str(&b, req->method);
-	sigv4_buf_chr(&b, '\n');
+	strbuf_puts(&b, req->method);
+	strbuf_putc(&b, '\n');
 	if (req->normalize_and_double_encode_path)
 		sigv4_put_normalized_path(&b, path);
 	else
-		sigv4_buf_str(&b, path);
-	sigv4_buf_chr(&b, '\n');
+		strbuf_puts(&b, path);
+	strbuf_putc(&b, '\n');
 	sigv4_put_query(&b, req->query);
-	sigv4_buf_chr(&b, '\n');
+	strbuf_putc(&b, '\n');
 	sigv4_put_headers(&b, &sh, req);
-	sigv4_buf_chr(&b, '\n');
+	strbuf_putc(&b, '\n');
 	if (sh.oom)
 		b.oom = true;
 	if (sh.s)
-		sigv4_buf_str(&b, sh.s);
-	sigv4_buf_chr(&b, '\n');
-	sigv4_buf_str(&b, req->payload_hash);
+		strbuf_puts(&b, sh.s);
+	strbuf_putc(&b, '\n');
+	strbuf_puts(&b, req->payload_hash);
 
-	*creq = sigv4_buf_finish(&b);
-	*signed_headers = sigv4_buf_finish(&sh);
+	*creq = strbuf_finish(&b);
+	*signed_headers = strbuf_finish(&sh);
 	if (!*creq || !*signed_headers) {
 		free(*creq);
 		free(*signed_headers);
@@ -446,21 +390,21 @@ static bool sigv4_date_valid(const char *d)
 static char *sigv4_sts_from_creq(const char *creq, const char *amz_date, const char *region,
 				 const char *service)
 {
-	struct sigv4_buf b = {0};
+	struct strbuf b = {0};
 	char hash[2 * CRYPTO_SHA256_LEN + 1];
 
 	crypto_sha256_hex(creq, strlen(creq), hash);
-	sigv4_buf_str(&b, SIGV4_ALGORITHM "\n");
-	sigv4_buf_str(&b, amz_date);
-	sigv4_buf_chr(&b, '\n');
-	sigv4_buf_put(&b, amz_date, 8);
-	sigv4_buf_chr(&b, '/');
-	sigv4_buf_str(&b, region);
-	sigv4_buf_chr(&b, '/');
-	sigv4_buf_str(&b, service);
-	sigv4_buf_str(&b, "/aws4_request\n");
-	sigv4_buf_str(&b, hash);
-	return sigv4_buf_finish(&b);
+	strbuf_puts(&b, SIGV4_ALGORITHM "\n");
+	strbuf_puts(&b, amz_date);
+	strbuf_putc(&b, '\n');
+	strbuf_put(&b, amz_date, 8);
+	strbuf_putc(&b, '/');
+	strbuf_puts(&b, region);
+	strbuf_putc(&b, '/');
+	strbuf_puts(&b, service);
+	strbuf_puts(&b, "/aws4_request\n");
+	strbuf_puts(&b, hash);
+	return strbuf_finish(&b);
 }
 
 char *sigv4_string_to_sign(const struct sigv4_request *req, const char *amz_date, const char *region,
@@ -517,7 +461,7 @@ static int sigv4_sign(const char *secret, const char *amz_date, const char *regi
 char *sigv4_authorization(const struct sigv4_request *req, const struct sigv4_credentials *creds,
 			  const char *amz_date, const char *region, const char *service)
 {
-	struct sigv4_buf b = {0};
+	struct strbuf b = {0};
 	char *creq = NULL, *signed_headers = NULL, *sts = NULL, *out = NULL;
 	char signature[2 * CRYPTO_SHA256_LEN + 1];
 	int err = 0;
@@ -539,19 +483,19 @@ char *sigv4_authorization(const struct sigv4_request *req, const struct sigv4_cr
 	err = sigv4_sign(creds->secret_key, amz_date, region, service, sts, signature);
 	if (err)
 		goto out;
-	sigv4_buf_str(&b, SIGV4_ALGORITHM " Credential=");
-	sigv4_buf_str(&b, creds->access_key);
-	sigv4_buf_chr(&b, '/');
-	sigv4_buf_put(&b, amz_date, 8);
-	sigv4_buf_chr(&b, '/');
-	sigv4_buf_str(&b, region);
-	sigv4_buf_chr(&b, '/');
-	sigv4_buf_str(&b, service);
-	sigv4_buf_str(&b, "/aws4_request, SignedHeaders=");
-	sigv4_buf_str(&b, signed_headers);
-	sigv4_buf_str(&b, ", Signature=");
-	sigv4_buf_str(&b, signature);
-	out = sigv4_buf_finish(&b);
+	strbuf_puts(&b, SIGV4_ALGORITHM " Credential=");
+	strbuf_puts(&b, creds->access_key);
+	strbuf_putc(&b, '/');
+	strbuf_put(&b, amz_date, 8);
+	strbuf_putc(&b, '/');
+	strbuf_puts(&b, region);
+	strbuf_putc(&b, '/');
+	strbuf_puts(&b, service);
+	strbuf_puts(&b, "/aws4_request, SignedHeaders=");
+	strbuf_puts(&b, signed_headers);
+	strbuf_puts(&b, ", Signature=");
+	strbuf_puts(&b, signature);
+	out = strbuf_finish(&b);
 	if (!out)
 		err = ENOMEM;
 out:
