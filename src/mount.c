@@ -893,9 +893,12 @@ static int mount_loop(struct mount_state *ms)
 	rv = fuse_loop_mt(ms->fuse, lc);
 	fuse_loop_cfg_destroy(lc);
 	fuse_remove_signal_handlers(se);
-	/* the loop ends on a signal or an unmount; anything else is worth a line */
-	if (rv && rv != -EINTR && !fuse_session_exited(se))
-		log_error("FUSE loop ended with an error: %s", strerror(rv < 0 ? -rv : rv));
+	/* The loop ends on an unmount (0), on a signal (libfuse returns the signal's number,
+	 * positive), or on an error (negative errno): only the last is worth an error line. */
+	if (rv > 0)
+		log_info("stopping on signal %d (%s)", rv, strsignal(rv));
+	else if (rv && rv != -EINTR && rv != -ENODEV && !fuse_session_exited(se))
+		log_error("FUSE loop ended with an error: %s", strerror(-rv));
 	return 0;
 }
 
