@@ -146,8 +146,9 @@ vg_result() {
 # About 3 minutes on 2 cores.
 valgrind_check() {
 	local dir=$1 build=$2 t name rc vg=()
-	dirs+=("$dir")
 	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd) # absolute: the unit tests run from $build
+	dirs+=("$dir")
 	find "$dir" -name '*.trs' -delete
 	rm -f "$dir"/*.vg.*
 	if [[ ! -x $build/objfs ]]; then
