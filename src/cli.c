@@ -1001,9 +1001,9 @@ struct cli_command {
 
 static const struct cli_command cli_commands[] = {
 	{"mount", cli_mount, NULL, "mount s3://BUCKET[/PREFIX] MOUNTPOINT   mount a bucket"},
-	{"umount", cli_umount, "lz", "umount [--lazy] MOUNTPOINT           drain, then unmount"},
-	{"status", cli_status, "j", "status [--json] MOUNTPOINT           queue, connections, retries, errors"},
-	{"sync", cli_sync, NULL, "sync MOUNTPOINT                      wait until all writes are at the destination"},
+	{"umount", cli_umount, "lz", "umount [--lazy] MOUNTPOINT              drain, then unmount"},
+	{"status", cli_status, "j", "status [--json] MOUNTPOINT              queue, connections, retries, errors"},
+	{"sync", cli_sync, NULL, "sync MOUNTPOINT                         wait until all writes are at the destination"},
 	{"ls", cli_ls, "lr", "ls [-l] [-r] s3://BUCKET[/PREFIX]       list (-l long, -r recursive)"},
 	{"cat", cli_cat, NULL, "cat s3://BUCKET/KEY...                  write objects to stdout"},
 	{"put", cli_put, NULL, "put FILE s3://BUCKET/KEY                upload a file"},
