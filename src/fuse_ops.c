@@ -1478,6 +1478,24 @@ static int fo_unlink(const char *path)
 	return 0;
 }
 
+/* A name mkdir or symlink may create: the mount is writable, nothing has the name (EEXIST;
+ * a failed lookup is returned as is, never taken for absence) and the key fits (dir: the
+ * marker's trailing '/'). 0 or errno. */
+static int fo_check_absent_new(struct fuse_ops_fs *fs, const char *key, int dir)
+{
+	struct meta_attr ma;
+	int rv = fo_check_writable(fs);
+
+	if (rv)
+		return rv;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv == 0)
+		return EEXIST;
+	if (rv != ENOENT)
+		return rv;
+	return fo_check_new_key(fs, key, dir);
+}
+
 static int fo_mkdir(const char *path, mode_t mode)
 {
 	struct fuse_ops_fs *fs = fo_fs();
@@ -1487,14 +1505,7 @@ static int fo_mkdir(const char *path, mode_t mode)
 	struct meta_attr ma;
 	int rv;
 
-	if ((rv = fo_check_writable(fs)))
-		return -rv;
-	rv = fo_getattr_key(fs, key, &ma);
-	if (rv == 0)
-		return -EEXIST;
-	if (rv != ENOENT)
-		return -rv;
-	if ((rv = fo_check_new_key(fs, key, 1)))
+	if ((rv = fo_check_absent_new(fs, key, 1)))
 		return -rv;
 	snprintf(marker, sizeof(marker), "%s/", key);
 	fo_new_store_attr(S_IFDIR | (mode & 07777), &sa);
@@ -1551,14 +1562,7 @@ static int fo_symlink(const char *target, const char *linkpath)
 	struct meta_attr ma;
 	int rv;
 
-	if ((rv = fo_check_writable(fs)))
-		return -rv;
-	rv = fo_getattr_key(fs, key, &ma);
-	if (rv == 0)
-		return -EEXIST;
-	if (rv != ENOENT)
-		return -rv;
-	if ((rv = fo_check_new_key(fs, key, 0)))
+	if ((rv = fo_check_absent_new(fs, key, 0)))
 		return -rv;
 	fo_new_store_attr(S_IFLNK | 0777, &sa);
 	sa.size = strlen(target);
