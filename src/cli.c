@@ -471,6 +471,23 @@ out:
 	return rv;
 }
 
+/* true when every positional argument is s3://BUCKET/KEY; else one line and false. */
+static bool cli_all_object_urls(const struct cli_args *a)
+{
+	for (size_t i = 0; i < a->n_pos; i++) {
+		char *bucket, *key;
+		bool ok = cli_parse_s3_url(a->pos[i], &bucket, &key) == 0 && key[0];
+
+		free(bucket);
+		free(key);
+		if (!ok) {
+			cli_error("'%s' is not s3://BUCKET/KEY", a->pos[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
 static int cli_cat(struct cli_args *a)
 {
 	struct cli_session s;
@@ -481,16 +498,8 @@ static int cli_cat(struct cli_args *a)
 		cli_error("usage: objfs cat s3://BUCKET/KEY...");
 		return CLI_EXIT_USAGE;
 	}
-	for (size_t i = 0; i < a->n_pos; i++) {
-		if (cli_parse_s3_url(a->pos[i], &bucket, &key) || !key[0]) {
-			cli_error("'%s' is not s3://BUCKET/KEY", a->pos[i]);
-			free(bucket);
-			free(key);
-			return CLI_EXIT_USAGE;
-		}
-		free(bucket);
-		free(key);
-	}
+	if (!cli_all_object_urls(a))
+		return CLI_EXIT_USAGE;
 	for (size_t i = 0; i < a->n_pos; i++) {
 		cli_parse_s3_url(a->pos[i], &bucket, &key);
 		if (cli_session_open(&s, &a->o, bucket) == 0) {
@@ -710,16 +719,8 @@ static int cli_rm(struct cli_args *a)
 		cli_error("usage: objfs rm s3://BUCKET/KEY...");
 		return CLI_EXIT_USAGE;
 	}
-	for (size_t i = 0; i < a->n_pos; i++) {
-		if (cli_parse_s3_url(a->pos[i], &bucket, &key) || !key[0]) {
-			cli_error("'%s' is not s3://BUCKET/KEY", a->pos[i]);
-			free(bucket);
-			free(key);
-			return CLI_EXIT_USAGE;
-		}
-		free(bucket);
-		free(key);
-	}
+	if (!cli_all_object_urls(a))
+		return CLI_EXIT_USAGE;
 	for (size_t i = 0; i < a->n_pos; i++) {
 		cli_parse_s3_url(a->pos[i], &bucket, &key);
 		if (!have || strcmp(open_bucket, bucket) != 0) {

@@ -1478,6 +1478,20 @@ static int fo_unlink(const char *path)
 	return 0;
 }
 
+/* 0 when directory key lists nothing (pending changes included), ENOTEMPTY, or the
+ * listing's error. */
+static int fo_dir_empty(struct fuse_ops_fs *fs, const char *key)
+{
+	struct fo_list l;
+	int rv = fo_list_dir(fs, key, &l);
+
+	if (rv)
+		return rv;
+	rv = l.n ? ENOTEMPTY : 0;
+	fo_list_free(&l);
+	return rv;
+}
+
 /* A name mkdir or symlink may create: the mount is writable, nothing has the name (EEXIST;
  * a failed lookup is returned as is, never taken for absence) and the key fits (dir: the
  * marker's trailing '/'). 0 or errno. */
@@ -1526,7 +1540,6 @@ static int fo_rmdir(const char *path)
 	const char *key = fo_key(path);
 	char marker[PATH_MAX + 2];
 	struct meta_attr ma;
-	struct fo_list l;
 	int rv;
 
 	if ((rv = fo_check_writable(fs)))
@@ -1536,12 +1549,7 @@ static int fo_rmdir(const char *path)
 		return -rv;
 	if (!S_ISDIR(ma.mode))
 		return -ENOTDIR;
-	rv = fo_list_dir(fs, key, &l);
-	if (rv)
-		return -rv;
-	rv = l.n ? ENOTEMPTY : 0;
-	fo_list_free(&l);
-	if (rv)
+	if ((rv = fo_dir_empty(fs, key)))
 		return -rv;
 	if (ma.flags & META_IN_SOURCE)
 		return -fo_refuse_source("rmdir", key);
@@ -1684,17 +1692,11 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 		return 0;
 	}
 	if (to_exists) {
-		struct fo_list l;
 		char marker[PATH_MAX + 2];
 
 		if (!S_ISDIR(ta.mode))
 			return -ENOTDIR;
-		rv = fo_list_dir(fs, to, &l);
-		if (rv)
-			return -rv;
-		rv = l.n ? ENOTEMPTY : 0;
-		fo_list_free(&l);
-		if (rv)
+		if ((rv = fo_dir_empty(fs, to)))
 			return -rv;
 		snprintf(marker, sizeof(marker), "%s/", to);
 		rv = sync_remove(fs->sync, marker);
