@@ -958,7 +958,9 @@ int ctl_client_request(const char *sock_path, const char *cmd, FILE *out, char *
 	}
 	snprintf(line, sizeof(line), "%s\n", cmd);
 	e = send_all(r.fd, line, strlen(line));
-	if (e) {
+	/* A server that refuses us (busy) answers and closes before reading: the send then
+	 * fails with EPIPE or ECONNRESET, but its answer is still there to be read. */
+	if (e && e != EPIPE && e != ECONNRESET) {
 		snprintf(err, errlen, "cannot send to control socket '%s': %s", sock_path, strerror(e));
 		rv = e;
 		goto out;
