@@ -751,16 +751,20 @@ static void fo_changed(struct fuse_ops_fs *fs, const char *key, const struct met
 		data_cache_invalidate(fs->dc, key);
 }
 
-static int fo_publish(void *ud, const char *key, const char *path, const struct store_attr *attr)
+static int fo_publish(void *ud, const char *key, const char *path, const struct store_attr *attr,
+		      void *stream)
 {
 	struct fuse_ops_fs *fs = ud;
 	struct meta_attr ma;
 	int rv;
 
-	if (path)
-		rv = sync_put_file(fs->sync, key, path, attr);
-	else
+	if (path) {
+		rv = sync_put_file_stream(fs->sync, key, path, attr, stream);
+	} else {
+		if (stream)
+			sync_stream_abort(stream);
 		rv = sync_set_attr(fs->sync, key, attr);
+	}
 	if (rv) {
 		log_error("cannot journal '%s': %s", key, strerror(rv));
 		return rv;
@@ -1350,15 +1354,38 @@ static int fo_read(const char *path, char *buf, size_t size, off_t off, struct f
 	return (int)n;
 }
 
+/* Early upload of a file written by appends (sync_stream_*), started at multipart_threshold. */
+static void *fo_stream_start(void *ud, const char *key, int fd, const struct store_attr *attr)
+{
+	struct fuse_ops_fs *fs = ud;
+
+	return fs->sync ? sync_stream_start(fs->sync, key, fd, attr) : NULL;
+}
+
+static void fo_stream_grew(void *stream, uint64_t size)
+{
+	sync_stream_grow(stream, size);
+}
+
+static void fo_stream_drop(void *stream)
+{
+	sync_stream_abort(stream);
+}
+
+static const struct staging_stream_ops fo_stream_ops = {fo_stream_start, fo_stream_grew,
+							fo_stream_drop};
+
 static int fo_write(const char *path, const char *buf, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	struct fuse_ops_fs *fs = fo_fs();
 	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
 	ssize_t n;
 
 	if (!h->writable || !h->sf)
 		return -EBADF;
-	n = staging_write(h->sf, buf, size, (uint64_t)off);
+	n = staging_write_follow(h->sf, buf, size, (uint64_t)off, &fo_stream_ops, fs,
+				 fs->o->multipart_threshold);
 	if (n < 0)
 		return (int)n == -EIO ? -EIO : (int)n;
 	/* the content is local now: drop the store reader */

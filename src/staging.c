@@ -1,6 +1,6 @@
 /*
  * staging.c - files open for writing (see staging.h): a table of staged paths, lazy copy-up,
- * copy-on-write after publish.
+ * copy-on-write after publish, and the follower (early upload) of a file written by appends only.
  *
  * Locking: sg->lock guards the table (hash chains, references, keys); f->lock guards the rest of
  * a staging_file (fd, path, size, attributes, flags) and is held across copy-up and publish.
@@ -40,6 +40,9 @@ struct staging_file {
 	bool frozen;               /* published: copy before the next change */
 	bool dirty;
 	bool forgotten;
+	bool appending;            /* written only by appends to this staged file since it was empty */
+	void *stream;              /* follower of the appended content (stream_ops) or NULL */
+	const struct staging_stream_ops *stream_ops;
 	uint64_t size;             /* live size (base size until content exists) */
 	uint64_t base_size;
 	struct store_attr attr;
@@ -52,6 +55,15 @@ struct staging {
 	unsigned long seq; /* protected by lock */
 	struct staging_file *buckets[STAGING_BUCKETS]; /* protected by lock */
 };
+
+/* The appended content is about to change or be abandoned: let the follower go (f->lock held). */
+static void staging_drop_stream(struct staging_file *f)
+{
+	if (f->stream) {
+		f->stream_ops->drop(f->stream);
+		f->stream = NULL;
+	}
+}
 
 static unsigned staging_hash(const char *key)
 {
@@ -233,6 +245,7 @@ void staging_release(struct staging *sg, struct staging_file *f)
 	pthread_mutex_unlock(&sg->lock);
 	if (f->dirty && !f->forgotten)
 		log_warn("staging: '%s' released with unpublished changes", f->key);
+	staging_drop_stream(f); /* nobody holds a reference: no lock needed */
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->path[0])
@@ -329,6 +342,10 @@ static int staging_prepare(struct staging_file *f, uint64_t keep)
 		close(old);
 		/* the frozen path belongs to the journal's spool now (or was already copied) */
 		unlink(old_path);
+		staging_drop_stream(f);
+		/* a new staged file: a follower starts over, and only from empty (an ftruncate
+		 * to 0 of a new file publishes it before the first write) */
+		f->appending = f->size == 0;
 		return 0;
 	}
 	rv = staging_new_file(f);
@@ -355,6 +372,7 @@ static int staging_prepare(struct staging_file *f, uint64_t keep)
 	}
 	f->has_content = true;
 	f->size = keep ? f->base_size : 0;
+	f->appending = f->size == 0;
 	return 0;
 }
 
@@ -366,7 +384,33 @@ static void staging_touch(struct staging_file *f)
 	f->dirty = true;
 }
 
+/* Attach or feed the follower after an append (f->lock held). */
+static void staging_follow(struct staging_file *f, const struct staging_stream_ops *ops, void *ud,
+			   uint64_t min_size)
+{
+	char key[PATH_MAX];
+
+	if (!f->appending || f->forgotten || f->fd < 0)
+		return;
+	if (!f->stream && ops && f->size >= min_size) {
+		pthread_mutex_lock(&f->sg->lock);
+		snprintf(key, sizeof(key), "%s", f->key);
+		pthread_mutex_unlock(&f->sg->lock);
+		f->attr.size = f->size;
+		f->stream = ops->start(ud, key, f->fd, &f->attr);
+		f->stream_ops = ops;
+	}
+	if (f->stream)
+		f->stream_ops->grew(f->stream, f->size);
+}
+
 ssize_t staging_write(struct staging_file *f, const void *buf, size_t len, uint64_t off)
+{
+	return staging_write_follow(f, buf, len, off, NULL, NULL, 0);
+}
+
+ssize_t staging_write_follow(struct staging_file *f, const void *buf, size_t len, uint64_t off,
+			     const struct staging_stream_ops *ops, void *ud, uint64_t min_size)
 {
 	ssize_t done = 0;
 	int rv;
@@ -376,6 +420,11 @@ ssize_t staging_write(struct staging_file *f, const void *buf, size_t len, uint6
 	if (rv) {
 		pthread_mutex_unlock(&f->lock);
 		return -rv;
+	}
+	if (off != f->size && f->appending) {
+		/* content a follower may have read changes: never publish it half-old */
+		staging_drop_stream(f);
+		f->appending = false;
 	}
 	while ((size_t)done < len) {
 		ssize_t n = pwrite(f->fd, (const char *)buf + done, len - (size_t)done,
@@ -393,6 +442,12 @@ ssize_t staging_write(struct staging_file *f, const void *buf, size_t len, uint6
 			f->size = off + (uint64_t)done;
 		staging_touch(f);
 	}
+	if ((size_t)done < len) { /* a short write leaves the end unknown to the follower */
+		staging_drop_stream(f);
+		f->appending = false;
+	} else {
+		staging_follow(f, ops, ud, min_size);
+	}
 	pthread_mutex_unlock(&f->lock);
 	return done > 0 ? done : -rv;
 }
@@ -403,8 +458,14 @@ int staging_truncate(struct staging_file *f, uint64_t size)
 
 	pthread_mutex_lock(&f->lock);
 	rv = staging_prepare(f, size);
+	if (!rv && size != f->size) {
+		staging_drop_stream(f);
+		f->appending = size == 0;
+	}
 	if (!rv && ftruncate(f->fd, (off_t)size))
 		rv = errno;
+	if (rv)
+		f->appending = false;
 	if (!rv) {
 		f->size = size;
 		staging_touch(f);
@@ -508,7 +569,14 @@ int staging_rekey(struct staging *sg, const char *from, const char *to)
 	f->key = copy;
 	f->next = sg->buckets[staging_hash(to)];
 	sg->buckets[staging_hash(to)] = f;
+	f->refs++;
 	pthread_mutex_unlock(&sg->lock);
+	/* a follower uploads to the old key: let it go (a dirty file is published first) */
+	pthread_mutex_lock(&f->lock);
+	staging_drop_stream(f);
+	f->appending = false;
+	pthread_mutex_unlock(&f->lock);
+	staging_release(sg, f);
 	return 0;
 }
 
@@ -517,6 +585,7 @@ void staging_forget(struct staging_file *f)
 	pthread_mutex_lock(&f->lock);
 	f->forgotten = true;
 	f->dirty = false;
+	staging_drop_stream(f);
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -539,12 +608,18 @@ int staging_publish(struct staging_file *f, staging_publish_fn *publish, void *u
 	pthread_mutex_unlock(&f->sg->lock);
 	f->attr.size = f->size;
 	if (f->has_content) {
-		rv = publish(ud, key, f->path, &f->attr);
+		void *stream = f->appending ? f->stream : NULL;
+
+		if (!stream)
+			staging_drop_stream(f);
+		f->stream = NULL; /* the callback owns it now */
+		rv = publish(ud, key, f->path, &f->attr, stream);
 		if (!rv)
 			f->frozen = true;
 	} else {
 		/* only attributes changed on an existing file: the caller rewrites metadata */
-		rv = publish(ud, key, NULL, &f->attr);
+		staging_drop_stream(f);
+		rv = publish(ud, key, NULL, &f->attr, NULL);
 	}
 	if (!rv)
 		f->dirty = false;

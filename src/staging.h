@@ -8,7 +8,9 @@
  * given when the state was created (a truncate to 0 needs no copy). Publishing (flush, fsync,
  * release) hands the staged file to the caller's publish callback (sync_put_file) and freezes
  * it: the journal may have hard-linked it, so the next write copies it to a fresh staged file
- * first (copy-on-write) and the published version stays intact.
+ * first (copy-on-write) and the published version stays intact. A file written by appends
+ * only from empty may have a follower (an early upload, staging_write_follow) that the publish
+ * hands over, and that anything else changing its content drops.
  *
  * Threads: any thread. staging->lock guards the table of open paths; each file's own lock
  * guards its fd and state and is held across its copy-up (which may read from the network):
@@ -34,9 +36,26 @@ struct staging_fill {
 	void (*free_ud)(void *ud); /* may be NULL */
 	void *ud;
 };
-/* Publish the staged content: path stays valid until the call returns. 0 or errno. */
+/* Publish the staged content: path stays valid until the call returns. 0 or errno.
+ * stream: the early upload following this content (see staging_write_follow) or NULL; the
+ * callback owns it from then on, whatever it returns (hand it on or drop it). */
 typedef int staging_publish_fn(void *ud, const char *key, const char *path,
-			       const struct store_attr *attr);
+			       const struct store_attr *attr, void *stream);
+
+/*
+ * A follower of a file written by appends only (an early upload): while the staged file has
+ * been written strictly sequentially from empty, start() may attach one once the size reaches
+ * min_size; it hears grew() after each append (the content below size is final from then on)
+ * and drop() once, when that stops being true: a write not at the end, a truncate, a rename,
+ * an unlink or a release without publish. A publish hands it to the publish callback instead.
+ * ops must outlive the file (a static table). Every call runs with the file's lock held: keep them short, no I/O.
+ */
+struct staging_stream_ops {
+	/* fd: the staged file (the follower dups it to read); NULL: not now, try again later */
+	void *(*start)(void *ud, const char *key, int fd, const struct store_attr *attr);
+	void (*grew)(void *stream, uint64_t size);
+	void (*drop)(void *stream);
+};
 
 /* Use dir (created 0700 if missing, emptied: staged files do not outlive a mount; what was
  * published lives in the journal's spool). NULL with err filled. */
@@ -65,6 +84,10 @@ void staging_release(struct staging *sg, struct staging_file *f);
 
 /* Writes and truncates copy up first when needed; both mark the file dirty and set mtime. */
 ssize_t staging_write(struct staging_file *f, const void *buf, size_t len, uint64_t off);
+/* staging_write, then let ops (with ud) start a follower of the appended content once the
+ * size reaches min_size, or feed the one attached. */
+ssize_t staging_write_follow(struct staging_file *f, const void *buf, size_t len, uint64_t off,
+			     const struct staging_stream_ops *ops, void *ud, uint64_t min_size);
 int staging_truncate(struct staging_file *f, uint64_t size);
 /* Whether the staged file holds the content (copied up, written or truncated); when not,
  * reads must go to the existing content. */

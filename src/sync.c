@@ -22,6 +22,13 @@
  * is durable, so the next operation on a key starts only after the previous one committed,
  * and a replay after a crash never sees a later operation done and an earlier one not.
  *
+ * Early uploads (sync_stream_start): a file still being written by appends gets a multipart
+ * upload of its own, journalled (MPU_STARTED, ref 0) before its first part; the workers take
+ * its full parts from the same list as the parts of running items. Its put item adopts it
+ * (the parts done so far count, the rest are uploaded as usual) when the spool file is the
+ * same file; anything else gives it up: an ABORT item aborts the upload and commits the
+ * record. A stream is freed by whoever finds it given up (or adopted) and idle.
+ *
  * Superseding: a new full write of a key (put, remove, rename onto it, rename away with a
  * local copy of the content) drops queued single-key items at the tail of the key's chain;
  * their DONE records go into the same journal write as the new record. A set_attr merges
@@ -56,6 +63,7 @@
 #define SYNC_COMMIT_AGE_MS 1000      /* commit finished items of a running batch after this */
 #define SYNC_PROGRESS_MS 200
 #define SYNC_MAX_PARTS 10000
+#define SYNC_STREAM_MAX (5ull << 30) /* early uploads: the most a metadata rewrite can copy */
 #define NO_POS ((size_t)-1)
 #define FOREVER INT64_MAX
 
@@ -122,12 +130,15 @@ struct sync_item {
 	uint64_t mpu_seq;   /* its MPU_STARTED record */
 	uint64_t bytes_done; /* finished parts of a multipart upload in flight */
 	int64_t finished_ms;
+	struct sync_stream *stream; /* PUT_FILE: early upload of its content, taken when it runs */
 };
 
-/* A multipart upload whose parts the workers share. Lives on its owner's stack. */
+/* A multipart upload whose parts the workers share. Lives on its owner's stack, or in its
+ * stream (then item is the item it is attached to, or NULL). */
 struct sync_mpu {
 	struct sync_mpu *next;
 	struct sync_item *item;
+	struct sync_stream *stream; /* an early upload: its parts, NULL for an item's own */
 	const char *key, *upload_id;
 	int fd;
 	uint64_t size, part_size;
@@ -137,6 +148,21 @@ struct sync_mpu {
 	struct store_part *parts;
 	int err;
 	char msg[256];
+};
+
+/* An early upload (see the top). Protected by s->lock except writer_parts (the writer's). */
+struct sync_stream {
+	struct sync_mpu m;        /* parts; m.n_parts: full parts the writer is past */
+	struct sync *s;
+	struct sync_stream *next_live;
+	char *key;
+	char *upload_id;          /* set with mpu_seq once created and journalled */
+	uint64_t mpu_seq;         /* its MPU_STARTED record */
+	struct store_attr attr;   /* the metadata it was started with */
+	dev_t dev;                /* the file it reads */
+	ino_t ino;
+	uint64_t writer_parts;    /* the writer's side: full parts reported */
+	bool creating, given_up, adopted;
 };
 
 struct sync {
@@ -159,7 +185,8 @@ struct sync {
 	struct sync_item *finished;
 	struct sync_item *all_head, *all_tail;
 	uint64_t n_items, queued_bytes;
-	struct sync_mpu *mpus; /* with parts left to hand out */
+	struct sync_mpu *mpus; /* with parts left to hand out (or a stream to create) */
+	struct sync_stream *streams; /* every live early upload */
 	uint64_t urgent_seq;
 	bool started, stopping, draining;
 	uint64_t journal_bytes, compacted_bytes;
@@ -175,6 +202,8 @@ struct sync {
 	pthread_t *workers;
 	unsigned n_workers;
 };
+
+static void stream_give_up(struct sync *s, struct sync_stream *st);
 
 /* ---- small helpers ---- */
 
@@ -970,6 +999,11 @@ static void plan_apply(struct sync *s, struct sync_plan *p, struct sync_item *it
 		all_insert_sorted(s, it);
 	for (size_t i = 0; i < p->n_superseded; i++) {
 		struct sync_item *old = p->superseded[i];
+		if (old->stream) { /* its early upload must never complete */
+			old->stream->m.item = NULL;
+			stream_give_up(s, old->stream);
+			old->stream = NULL;
+		}
 		item_detach(s, old);
 		if (old->spool && unlink) {
 			unlink[(*n_unlink)++] = old->spool;
@@ -1016,9 +1050,10 @@ static void spool_unlink(struct sync *s, char **names, size_t n)
 /*
  * Record r durably and queue it. r's seq and time are assigned here. For a RENAME, the
  * source's local content (spool file or memory) is captured first. 0 or errno; on error
- * nothing is recorded or queued.
+ * nothing is recorded or queued. stream (PUT_FILE, may be NULL) is attached to the new item,
+ * or given up on error.
  */
-static int sync_journal_op(struct sync *s, struct journal_record *r)
+static int sync_journal_op(struct sync *s, struct journal_record *r, struct sync_stream *stream)
 {
 	struct sync_plan plan = {.pinning = true};
 	struct journal_buf buf = {0};
@@ -1104,6 +1139,11 @@ static int sync_journal_op(struct sync *s, struct journal_record *r)
 	pthread_mutex_lock(&s->lock);
 	s->next_seq = r->seq + 1;
 	s->journal_bytes = journal_size(s->journal);
+	if (stream && it) {
+		it->stream = stream;
+		stream->m.item = it;
+		stream = NULL;
+	}
 	plan_apply(s, &plan, it, r, unlinks, &n_unlinks);
 	it = NULL;
 	pthread_cond_signal(&s->sched_wake);
@@ -1118,6 +1158,11 @@ unpin:
 	plan_unpin_keys(s, &plan);
 	pthread_mutex_unlock(&s->lock);
 out:
+	if (stream) {
+		pthread_mutex_lock(&s->lock);
+		stream_give_up(s, stream);
+		pthread_mutex_unlock(&s->lock);
+	}
 	pthread_mutex_unlock(&s->journal_lock);
 	spool_unlink(s, unlinks, n_unlinks);
 	free(unlinks);
@@ -1174,19 +1219,41 @@ done:
 
 int sync_put_file(struct sync *s, const char *key, const char *staged_path, const struct store_attr *attr)
 {
+	return sync_put_file_stream(s, key, staged_path, attr, NULL);
+}
+
+/* Give up stream (may be NULL) from outside s->lock. */
+static void stream_abandon(struct sync *s, struct sync_stream *stream)
+{
+	if (!stream)
+		return;
+	pthread_mutex_lock(&s->lock);
+	stream_give_up(s, stream);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int sync_put_file_stream(struct sync *s, const char *key, const char *staged_path,
+			 const struct store_attr *attr, struct sync_stream *stream)
+{
 	struct journal_record r = {.type = JOURNAL_PUT_FILE, .flags = JOURNAL_HAS_ATTR};
 	char name[64], *path = NULL;
 	struct stat st;
 	int err = check_key(key), fd = -1;
 
-	if (err)
+	if (!err && stream && strcmp(stream->key, key) != 0)
+		err = EINVAL;
+	if (err) {
+		stream_abandon(s, stream);
 		return err;
+	}
 	for (int tries = 0;; tries++) {
 		free(path);
 		spool_name(s, name, sizeof(name));
 		path = path_join(s->spool_dir, name);
-		if (!path)
+		if (!path) {
+			stream_abandon(s, stream);
 			return ENOMEM;
+		}
 		if (link(staged_path, path) == 0)
 			break;
 		err = errno;
@@ -1196,6 +1263,7 @@ int sync_put_file(struct sync *s, const char *key, const char *staged_path, cons
 			err = spool_copy(staged_path, path);
 		if (err) {
 			free(path);
+			stream_abandon(s, stream);
 			return err;
 		}
 		break;
@@ -1209,6 +1277,14 @@ int sync_put_file(struct sync *s, const char *key, const char *staged_path, cons
 		close(fd);
 	if (err)
 		goto fail;
+	/* The parts went up from the staged file: the spool must be that very file (a copy may
+	 * differ) and not shorter than what the writer reported final. */
+	if (stream && (st.st_dev != stream->dev || st.st_ino != stream->ino ||
+		       (uint64_t)st.st_size < stream->writer_parts * stream->m.part_size)) {
+		log_debug("early upload of '%s' not usable: the spool file is another file", key);
+		stream_abandon(s, stream);
+		stream = NULL;
+	}
 
 	r.key = (char *)key;
 	r.spool = name;
@@ -1217,12 +1293,14 @@ int sync_put_file(struct sync *s, const char *key, const char *staged_path, cons
 	else
 		store_attr_init(&r.attr);
 	r.attr.size = (uint64_t)st.st_size;
-	err = sync_journal_op(s, &r);
+	err = sync_journal_op(s, &r, stream);
+	stream = NULL; /* attached or given up */
 	if (err)
 		goto fail;
 	free(path);
 	return 0;
 fail:
+	stream_abandon(s, stream);
 	unlink(path);
 	free(path);
 	return err;
@@ -1245,7 +1323,7 @@ int sync_put_mem(struct sync *s, const char *key, const void *data, size_t len, 
 	else
 		store_attr_init(&r.attr);
 	r.attr.size = len;
-	return sync_journal_op(s, &r);
+	return sync_journal_op(s, &r, NULL);
 }
 
 int sync_remove(struct sync *s, const char *key)
@@ -1256,7 +1334,7 @@ int sync_remove(struct sync *s, const char *key)
 	if (err)
 		return err;
 	r.key = (char *)key;
-	return sync_journal_op(s, &r);
+	return sync_journal_op(s, &r, NULL);
 }
 
 int sync_rename(struct sync *s, const char *src_key, const char *dst_key)
@@ -1272,7 +1350,7 @@ int sync_rename(struct sync *s, const char *src_key, const char *dst_key)
 		return EINVAL;
 	r.key = (char *)src_key;
 	r.dst_key = (char *)dst_key;
-	return sync_journal_op(s, &r);
+	return sync_journal_op(s, &r, NULL);
 }
 
 int sync_set_attr(struct sync *s, const char *key, const struct store_attr *attr)
@@ -1286,7 +1364,7 @@ int sync_set_attr(struct sync *s, const char *key, const struct store_attr *attr
 		return EINVAL;
 	r.key = (char *)key;
 	r.attr = *attr;
-	return sync_journal_op(s, &r);
+	return sync_journal_op(s, &r, NULL);
 }
 
 /* Append one bookkeeping record (MPU_STARTED) and return its seq. Takes journal_lock and
@@ -1457,6 +1535,14 @@ static int sync_compact(struct sync *s)
 				journal_encode(&buf, &m);
 			}
 		}
+		for (struct sync_stream *st = s->streams; st; st = st->next_live) {
+			if (!st->upload_id || !st->mpu_seq)
+				continue;
+			struct journal_record m = {.type = JOURNAL_MPU_STARTED, .seq = st->mpu_seq,
+						   .time_ms = wall_ms(), .key = st->key,
+						   .upload_id = st->upload_id};
+			journal_encode(&buf, &m);
+		}
 		err = buf.err;
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -1529,14 +1615,14 @@ static void sync_mpu_started(struct sync *s, void *ud, uint64_t seq)
 	m->item->upload_id = strdup(m->upload_id); /* NULL on ENOMEM: compaction omits it */
 }
 
-/* Upload one part; called without s->lock. */
-static int mpu_do_part(struct sync *s, struct sync_mpu *m, unsigned idx, char *msg, size_t msglen)
+/* Upload one part of len bytes; called without s->lock. */
+static int mpu_do_part(struct sync *s, struct sync_mpu *m, unsigned idx, uint64_t len, char *msg,
+		       size_t msglen)
 {
 	const struct store_io io = {STORE_BACKGROUND, &s->cancel};
 	unsigned char md5[CRYPTO_MD5_LEN];
 	char hex[2 * CRYPTO_MD5_LEN + 1];
 	uint64_t off = (uint64_t)idx * m->part_size;
-	uint64_t len = m->size - off < m->part_size ? m->size - off : m->part_size;
 	int err = crypto_md5_fd(m->fd, (off_t)off, len, md5);
 
 	if (err) {
@@ -1576,22 +1662,34 @@ static void mpu_run_one(struct sync *s, struct sync_mpu *m)
 {
 	char msg[256];
 	unsigned idx = m->next_part++;
+	uint64_t off = (uint64_t)idx * m->part_size;
+	uint64_t len = m->size - off < m->part_size ? m->size - off : m->part_size;
 	if (m->next_part == m->n_parts)
 		mpu_unlist(s, m);
 	m->running++;
 	pthread_mutex_unlock(&s->lock);
-	int err = mpu_do_part(s, m, idx, msg, sizeof(msg));
+	int err = mpu_do_part(s, m, idx, len, msg, sizeof(msg));
 	pthread_mutex_lock(&s->lock);
 	m->running--;
 	if (err && !m->err) {
 		m->err = err;
 		snprintf(m->msg, sizeof(m->msg), "%s", msg);
 		mpu_unlist(s, m);
-	} else if (!err) {
-		uint64_t off = (uint64_t)idx * m->part_size;
-		m->item->bytes_done += m->size - off < m->part_size ? m->size - off : m->part_size;
+	} else if (!err && m->item) {
+		m->item->bytes_done += len;
 	}
 	pthread_cond_broadcast(&s->parts_done);
+}
+
+/* Queue an ABORT item (from item_from_record) to run at once. Under s->lock. */
+static void queue_abort(struct sync *s, struct sync_item *ab)
+{
+	ab->state = ITEM_QUEUED;
+	ab->ready_ms = ab->retry_ms = mono_ms();
+	all_insert_sorted(s, ab);
+	s->n_items++;
+	item_consider(s, ab);
+	pthread_cond_signal(&s->sched_wake);
 }
 
 /* Abort upload_id (recorded as seq) after a failed multipart upload; when that fails too,
@@ -1617,24 +1715,292 @@ static void mpu_abandon(struct sync *s, struct sync_item *it, const char *key, c
 			log_warn("multipart upload '%s' of '%s' stays recorded (out of memory)",
 				 upload_id, key);
 	} else {
-		ab->state = ITEM_QUEUED;
-		ab->ready_ms = ab->retry_ms = mono_ms();
-		all_insert_sorted(s, ab);
-		s->n_items++;
-		item_consider(s, ab);
-		pthread_cond_signal(&s->sched_wake);
+		queue_abort(s, ab);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
 
-static int exec_multipart(struct sync *s, struct sync_item *it, int fd, uint64_t size, char *msg,
-			  size_t msglen)
+/* ---- early uploads (streams) ---- */
+
+static bool stream_idle(const struct sync_stream *st)
+{
+	return st->m.running == 0 && st->m.helpers == 0 && !st->creating;
+}
+
+/* List it for the workers when it has work: to be created, or parts the writer is past. */
+static void stream_relist(struct sync *s, struct sync_stream *st)
+{
+	struct sync_mpu *m = &st->m;
+	bool want = !m->err && !st->given_up && !st->adopted &&
+		    (st->upload_id ? m->next_part < m->n_parts : !st->creating);
+
+	if (want && !m->listed) {
+		m->next = s->mpus;
+		s->mpus = m;
+		m->listed = true;
+		pthread_cond_broadcast(&s->work_ready);
+	} else if (!want) {
+		mpu_unlist(s, m);
+	}
+}
+
+static void stream_free(struct sync *s, struct sync_stream *st)
+{
+	struct sync_stream **pp = &s->streams;
+	while (*pp && *pp != st)
+		pp = &(*pp)->next_live;
+	if (*pp)
+		*pp = st->next_live;
+	mpu_unlist(s, &st->m);
+	if (st->m.fd >= 0)
+		close(st->m.fd);
+	free(st->m.parts);
+	free(st->key);
+	free(st->upload_id);
+	store_attr_free(&st->attr);
+	free(st);
+}
+
+/* Once given up and idle: queue the abort of its upload and free it. */
+static void stream_finish(struct sync *s, struct sync_stream *st)
+{
+	if (!st->given_up || !stream_idle(st))
+		return;
+	if (st->upload_id && st->mpu_seq) {
+		struct journal_record r = {.type = JOURNAL_MPU_STARTED, .seq = st->mpu_seq,
+					   .time_ms = wall_ms(), .key = st->key,
+					   .upload_id = st->upload_id};
+		struct sync_item *ab = item_from_record(&r);
+		if (ab)
+			queue_abort(s, ab);
+		else
+			log_warn("early upload '%s' of '%s' stays recorded until the next mount "
+				 "aborts it (out of memory)", st->upload_id, st->key);
+	}
+	log_debug("early upload of '%s' given up after %u parts", st->key, st->m.next_part);
+	stream_free(s, st);
+}
+
+/* Under s->lock: never complete it; abort it once no worker is in it. */
+static void stream_give_up(struct sync *s, struct sync_stream *st)
+{
+	st->given_up = true;
+	st->m.item = NULL;
+	mpu_unlist(s, &st->m);
+	stream_finish(s, st);
+}
+
+struct stream_created {
+	struct sync_stream *st;
+	char *upload_id;
+};
+
+/* Under s->lock with the record written: from now on compaction keeps the record. */
+static void sync_stream_created(struct sync *s, void *ud, uint64_t seq)
+{
+	struct stream_created *c = ud;
+	(void)s;
+	c->st->mpu_seq = seq;
+	c->st->upload_id = c->upload_id;
+	c->st->m.upload_id = c->upload_id;
+	c->upload_id = NULL;
+}
+
+/* A worker creates its multipart upload and journals it; s->lock held on entry and exit. */
+static void stream_create(struct sync *s, struct sync_stream *st)
+{
+	const struct store_io io = {STORE_BACKGROUND, &s->cancel};
+	char *upload_id = NULL, msg[256] = "";
+	int err;
+
+	st->creating = true;
+	mpu_unlist(s, &st->m);
+	pthread_mutex_unlock(&s->lock);
+	err = s->dest->ops->mpu_create(s->dest, st->key, &st->attr, &io, &upload_id);
+	if (err) {
+		format_store_error(msg, sizeof(msg), "cannot start early upload of", st->key, err);
+	} else {
+		struct journal_record r = {.type = JOURNAL_MPU_STARTED, .key = st->key,
+					   .upload_id = upload_id};
+		struct stream_created c = {st, upload_id};
+		err = sync_journal_simple(s, &r, sync_stream_created, &c);
+		if (err) {
+			snprintf(msg, sizeof(msg), "cannot write journal '%s': %s", s->journal_path,
+				 strerror(err));
+			s->dest->ops->mpu_abort(s->dest, st->key, upload_id, &io);
+			free(upload_id);
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	st->creating = false;
+	if (err) {
+		st->m.err = err;
+		snprintf(st->m.msg, sizeof(st->m.msg), "%s", msg);
+		log_debug("%s (the upload starts at close instead)", msg);
+	}
+}
+
+struct sync_stream *sync_stream_start(struct sync *s, const char *key, int fd,
+				      const struct store_attr *attr)
+{
+	struct sync_stream *st;
+	struct stat sb;
+
+	if (check_key(key) || fd < 0)
+		return NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	store_attr_init(&st->attr);
+	st->s = s;
+	st->m.fd = -1;
+	st->m.stream = st;
+	st->m.part_size = s->cfg.part_size;
+	st->m.parts = calloc(SYNC_MAX_PARTS, sizeof(*st->m.parts));
+	st->key = strdup(key);
+	st->m.key = st->key;
+	if (!st->m.parts || !st->key || store_attr_copy(&st->attr, attr))
+		goto fail;
+	st->m.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (st->m.fd < 0 || fstat(st->m.fd, &sb) < 0)
+		goto fail;
+	st->dev = sb.st_dev;
+	st->ino = sb.st_ino;
+	pthread_mutex_lock(&s->lock);
+	if (!s->started || s->stopping || s->draining) {
+		pthread_mutex_unlock(&s->lock);
+		goto fail;
+	}
+	st->next_live = s->streams;
+	s->streams = st;
+	stream_relist(s, st);
+	pthread_mutex_unlock(&s->lock);
+	log_debug("early upload of '%s' starts", key);
+	return st;
+fail:
+	if (st->m.fd >= 0)
+		close(st->m.fd);
+	free(st->m.parts);
+	free(st->key);
+	store_attr_free(&st->attr);
+	free(st);
+	return NULL;
+}
+
+void sync_stream_grow(struct sync_stream *st, uint64_t size)
+{
+	struct sync *s = st->s;
+	uint64_t parts = size / st->m.part_size;
+
+	if (parts <= st->writer_parts)
+		return;
+	st->writer_parts = parts;
+	pthread_mutex_lock(&s->lock);
+	if (parts >= SYNC_MAX_PARTS || size > SYNC_STREAM_MAX) {
+		/* the put uploads it with larger parts, or with its final metadata from the start
+		 * (a copy onto itself, which rewrites metadata, is limited to 5 GiB) */
+		if (!st->m.err) {
+			st->m.err = EFBIG;
+			snprintf(st->m.msg, sizeof(st->m.msg), "'%s' is too large for an early upload",
+				 st->key);
+		}
+	} else {
+		st->m.n_parts = (unsigned)parts;
+		st->m.size = parts * st->m.part_size;
+	}
+	stream_relist(s, st);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void sync_stream_abort(struct sync_stream *st)
+{
+	stream_abandon(st->s, st);
+}
+
+/* The put item it takes over: when its spool (fd, size bytes) is the file the stream read,
+ * move the upload and its finished parts into m and return its upload id (the item records
+ * it; meta gets the metadata it was started with); else give it up and return NULL. Waits
+ * for the stream's parts in flight. */
+static char *stream_adopt(struct sync *s, struct sync_stream *st, struct sync_item *it, int fd,
+			  struct sync_mpu *m, uint64_t *mpu_seq, struct store_attr *meta)
+{
+	struct stat sb;
+	bool same = fstat(fd, &sb) == 0 && sb.st_dev == st->dev && sb.st_ino == st->ino;
+	char *upload_id = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	st->adopted = true;
+	mpu_unlist(s, &st->m);
+	while (!stream_idle(st))
+		pthread_cond_wait(&s->parts_done, &s->lock);
+	unsigned done = st->m.next_part;
+	if (same && !st->m.err && st->upload_id && st->mpu_seq && m->part_size == st->m.part_size &&
+	    done <= m->n_parts && store_attr_copy(meta, &st->attr) == 0) {
+		memcpy(m->parts, st->m.parts, done * sizeof(*m->parts));
+		m->next_part = done;
+		upload_id = st->upload_id;
+		st->upload_id = NULL;
+		*mpu_seq = st->mpu_seq;
+		free(it->upload_id);
+		it->upload_id = strdup(upload_id); /* NULL on ENOMEM: compaction omits it */
+		it->mpu_seq = st->mpu_seq;
+		it->bytes_done = (uint64_t)done * m->part_size;
+		log_debug("'%s': continuing its early upload after %u parts", it->key, done);
+		stream_free(s, st);
+	} else {
+		if (st->m.err)
+			log_debug("early upload of '%s' failed: %s", it->key, st->m.msg);
+		st->adopted = false;
+		stream_give_up(s, st);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return upload_id;
+}
+
+/* Whether b's metadata is what a was stored with (what an object's headers carry). */
+static bool attr_same_meta(const struct store_attr *a, const struct store_attr *b)
+{
+	unsigned mask = STORE_HAS_MODE | STORE_HAS_UID | STORE_HAS_GID | STORE_HAS_MTIME |
+			STORE_HAS_CTIME | STORE_HAS_ATIME;
+	if ((a->has & mask) != (b->has & mask) || strcmp(a->content_type, b->content_type) != 0 ||
+	    a->n_extra != b->n_extra)
+		return false;
+	if ((a->has & STORE_HAS_MODE) && a->mode != b->mode)
+		return false;
+	if ((a->has & STORE_HAS_UID) && a->uid != b->uid)
+		return false;
+	if ((a->has & STORE_HAS_GID) && a->gid != b->gid)
+		return false;
+	if ((a->has & STORE_HAS_MTIME) && (a->mtime.tv_sec != b->mtime.tv_sec ||
+					   a->mtime.tv_nsec != b->mtime.tv_nsec))
+		return false;
+	if ((a->has & STORE_HAS_CTIME) && (a->ctime.tv_sec != b->ctime.tv_sec ||
+					   a->ctime.tv_nsec != b->ctime.tv_nsec))
+		return false;
+	if ((a->has & STORE_HAS_ATIME) && (a->atime.tv_sec != b->atime.tv_sec ||
+					   a->atime.tv_nsec != b->atime.tv_nsec))
+		return false;
+	for (size_t i = 0; i < a->n_extra; i++)
+		if (strcmp(a->extra[i].name, b->extra[i].name) != 0 ||
+		    strcmp(a->extra[i].value, b->extra[i].value) != 0)
+			return false;
+	return true;
+}
+
+/* Upload fd (size bytes) as a multipart upload, continuing stream (may be NULL; consumed)
+ * when it read this very file. */
+static int exec_multipart(struct sync *s, struct sync_item *it, int fd, uint64_t size,
+			  struct sync_stream *stream, char *msg, size_t msglen)
 {
 	const struct store_io io = {STORE_BACKGROUND, &s->cancel};
 	struct sync_mpu m = {.item = it, .key = it->key, .fd = fd, .size = size};
+	struct store_attr started_meta;
 	char *upload_id = NULL, etag[80] = "";
 	uint64_t mpu_seq = 0;
+	bool adopted = false;
 	int err;
+
+	store_attr_init(&started_meta);
 
 	m.part_size = s->cfg.part_size ? s->cfg.part_size : (8u << 20);
 	if (size / m.part_size >= SYNC_MAX_PARTS) /* keep within 10000 parts, whole MiB */
@@ -1643,8 +2009,17 @@ static int exec_multipart(struct sync *s, struct sync_item *it, int fd, uint64_t
 	if (m.n_parts == 0)
 		m.n_parts = 1;
 	m.parts = calloc(m.n_parts, sizeof(*m.parts));
-	if (!m.parts)
+	if (!m.parts) {
+		stream_abandon(s, stream);
 		return ENOMEM;
+	}
+	if (stream)
+		upload_id = stream_adopt(s, stream, it, fd, &m, &mpu_seq, &started_meta);
+	if (upload_id) {
+		m.upload_id = upload_id;
+		adopted = true;
+		goto parts;
+	}
 
 	err = s->dest->ops->mpu_create(s->dest, it->key, &it->attr, &io, &upload_id);
 	if (err) {
@@ -1661,9 +2036,12 @@ static int exec_multipart(struct sync *s, struct sync_item *it, int fd, uint64_t
 		goto out;
 	}
 	mpu_seq = r.seq;
-
 	pthread_mutex_lock(&s->lock);
 	it->bytes_done = 0;
+	pthread_mutex_unlock(&s->lock);
+
+parts:
+	pthread_mutex_lock(&s->lock);
 	m.next = s->mpus;
 	s->mpus = &m;
 	m.listed = true;
@@ -1738,7 +2116,14 @@ skip_check:
 		it->upload_id = NULL;
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* An early upload was started with the metadata of its first megabytes (mtime...). */
+	if (adopted && !attr_same_meta(&started_meta, &it->attr)) {
+		err = s->dest->ops->copy(s->dest, it->key, it->key, &it->attr, &io);
+		if (err)
+			format_store_error(msg, msglen, "cannot update metadata of", it->key, err);
+	}
 out:
+	store_attr_free(&started_meta);
 	free(upload_id);
 	free(m.parts);
 	return err;
@@ -1751,8 +2136,15 @@ static int exec_put(struct sync *s, struct sync_item *it, char *msg, size_t msgl
 	unsigned char md5[CRYPTO_MD5_LEN];
 	char etag[80] = "", hex[2 * CRYPTO_MD5_LEN + 1];
 	struct store_body body = {.fd = -1, .md5 = md5};
+	struct sync_stream *stream;
 	int fd = -1, err = 0;
 
+	pthread_mutex_lock(&s->lock);
+	stream = it->stream;
+	it->stream = NULL;
+	if (stream)
+		stream->m.item = NULL;
+	pthread_mutex_unlock(&s->lock);
 	if (it->spool) {
 		char *path = path_join(s->spool_dir, it->spool);
 		struct stat st;
@@ -1769,7 +2161,8 @@ static int exec_put(struct sync *s, struct sync_item *it, char *msg, size_t msgl
 		}
 		free(path);
 		if ((uint64_t)st.st_size >= s->cfg.multipart_threshold && st.st_size > 0) {
-			err = exec_multipart(s, it, fd, (uint64_t)st.st_size, msg, msglen);
+			err = exec_multipart(s, it, fd, (uint64_t)st.st_size, stream, msg, msglen);
+			stream = NULL;
 			goto out;
 		}
 		err = crypto_md5_fd(fd, 0, (uint64_t)st.st_size, md5);
@@ -1796,6 +2189,7 @@ static int exec_put(struct sync *s, struct sync_item *it, char *msg, size_t msgl
 		err = EBADMSG;
 	}
 out:
+	stream_abandon(s, stream);
 	if (fd >= 0)
 		close(fd);
 	return err;
@@ -1990,10 +2384,18 @@ static void *sync_worker_main(void *arg)
 		while (m && m->helpers >= cap)
 			m = m->next;
 		if (m) {
+			struct sync_stream *st = m->stream;
 			m->helpers++;
-			mpu_run_one(s, m);
+			if (st && !st->upload_id)
+				stream_create(s, st);
+			else
+				mpu_run_one(s, m);
 			m->helpers--;
 			pthread_cond_broadcast(&s->parts_done); /* its owner may wait for helpers */
+			if (st) { /* still under s->lock: nobody freed it */
+				stream_relist(s, st);
+				stream_finish(s, st);
+			}
 			continue;
 		}
 		struct sync_item *it = s->work_head;
@@ -2425,6 +2827,9 @@ static int mkdir_p1(const char *path, char *err, size_t errlen)
 
 static void sync_free(struct sync *s)
 {
+	/* early uploads left: their records stay for the next mount to abort */
+	while (s->streams)
+		stream_free(s, s->streams);
 	while (s->all_head) {
 		struct sync_item *it = s->all_head;
 		item_detach(s, it);

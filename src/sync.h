@@ -87,6 +87,32 @@ void sync_destroy(struct sync *s, bool drain);
 /* key: relative to the destination root; staged_path: the FS layer's staged file (it keeps
  * owning it); attr: metadata to store (mode, uid, gid, times, content_type, extra). */
 int sync_put_file(struct sync *s, const char *key, const char *staged_path, const struct store_attr *attr);
+/*
+ * Early upload of a file still being written by appends only (an addition): a multipart
+ * upload of key started in the background whose full parts go up (through the workers, at
+ * most about half of them, background priority) as soon as the writer is past them.
+ * Nothing is visible at key before the upload is completed, which only the item of a later
+ * sync_put_file_stream() does, after checking that its spool file is the same file.
+ * The upload is journalled (MPU_STARTED) before its first part, so after a crash the next
+ * mount aborts it. All three calls are cheap (no store I/O, no fsync) and meant to be made
+ * under the writer's own lock.
+ */
+struct sync_stream;
+/* Follow fd (the staged file, dup'd here; only read) for key with metadata attr (what it
+ * is uploaded with; a different attr at put time costs a metadata rewrite after
+ * completion). NULL when it cannot (threads not started, stopping, out of memory). */
+struct sync_stream *sync_stream_start(struct sync *s, const char *key, int fd,
+				      const struct store_attr *attr);
+/* The staged file's content below size is final: parts entirely below it may go up. */
+void sync_stream_grow(struct sync_stream *st, uint64_t size);
+/* Give it up: the upload is aborted in the background (an ABORT item, visible in the
+ * statistics until it is done). st is gone after the call. */
+void sync_stream_abort(struct sync_stream *st);
+/* sync_put_file() of the file stream follows (NULL: none), consuming stream in every case:
+ * the upload item continues it when staged_path is the same file it read and at least as
+ * long; otherwise (or on error) it is aborted. */
+int sync_put_file_stream(struct sync *s, const char *key, const char *staged_path,
+			 const struct store_attr *attr, struct sync_stream *stream);
 /* A small object with in-memory content: directory marker "dir/" (empty body) or a symlink
  * (body = target). len at most 1 MiB (EFBIG). */
 int sync_put_mem(struct sync *s, const char *key, const void *data, size_t len, const struct store_attr *attr);

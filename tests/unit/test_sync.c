@@ -1630,6 +1630,157 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(sync_start(x->s), EBUSY);
 }
 
+/* ---- early uploads (sync_stream_*) ---- */
+
+/* Stage n bytes of data (appending to the staged file at path) and tell the stream. */
+static void stream_append(int fd, struct sync_stream *st, const unsigned char *data, size_t from,
+			  size_t to)
+{
+	assert_int_equal(pwrite(fd, data + from, to - from, (off_t)from), (ssize_t)(to - from));
+	sync_stream_grow(st, to);
+}
+
+/* Parts go up while the file is written; the put continues the same upload: no part twice,
+ * nothing visible before the put, and the final metadata rewritten onto it. */
+static void test_stream_adopted(void **state)
+{
+	struct fx *x = *state;
+	size_t n = (5u << 19) + 1234; /* 11 parts of 256 KiB */
+	unsigned char *data = malloc(n);
+	char path[160];
+	struct store_attr a, b;
+
+	random_bytes(data, n, 21);
+	start(x);
+	snprintf(path, sizeof(path), "%s/streamed", x->stage);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	store_attr_init(&a);
+	a.mode = 0100644;
+	a.has = STORE_HAS_MODE;
+	struct sync_stream *st = sync_stream_start(x->s, "big", fd, &a);
+	assert_non_null(st);
+	stream_append(fd, st, data, 0, 1u << 20);
+	WAIT_FOR(fake_read_uint(x->f, &x->f->ok[OP_MPU_PART]) == 4, 3000);
+	assert_false(fake_has(x->f, "big"));
+	stream_append(fd, st, data, 1u << 20, n);
+	b = a;
+	b.mode = 0100600; /* changed since the upload started */
+	assert_int_equal(sync_put_file_stream(x->s, "big", path, &b, st), 0);
+	close(fd);
+	unlink(path);
+	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
+	pthread_mutex_lock(&x->f->lock);
+	struct fake_obj *o = fake_find(x->f, "big");
+	assert_non_null(o);
+	assert_int_equal(o->len, n);
+	assert_memory_equal(o->data, data, n);
+	assert_int_equal(o->attr.mode, 0100600);
+	assert_int_equal(x->f->ok[OP_MPU_CREATE], 1);
+	assert_int_equal(x->f->ok[OP_MPU_PART], 11);
+	assert_int_equal(x->f->ok[OP_MPU_COMPLETE], 1);
+	assert_int_equal(x->f->calls[OP_MPU_ABORT], 0);
+	assert_int_equal(x->f->ok[OP_COPY], 1);
+	pthread_mutex_unlock(&x->f->lock);
+	free(data);
+}
+
+/* A stream given up (the writer changed what it read) is aborted and never completed; a put
+ * of another file (a copy, not the one read) does not use it. */
+static void test_stream_given_up(void **state)
+{
+	struct fx *x = *state;
+	size_t n = 3u << 19; /* 6 parts */
+	unsigned char *data = malloc(n);
+	char path[160];
+	struct store_attr a;
+
+	random_bytes(data, n, 22);
+	start(x);
+	store_attr_init(&a);
+	a.mode = 0100644;
+	a.has = STORE_HAS_MODE;
+	snprintf(path, sizeof(path), "%s/dropped", x->stage);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	struct sync_stream *st = sync_stream_start(x->s, "big", fd, &a);
+	assert_non_null(st);
+	stream_append(fd, st, data, 0, 1u << 20);
+	WAIT_FOR(fake_read_uint(x->f, &x->f->ok[OP_MPU_PART]) == 4, 3000);
+	sync_stream_abort(st);
+	close(fd);
+	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
+	pthread_mutex_lock(&x->f->lock);
+	assert_int_equal(x->f->ok[OP_MPU_ABORT], 1);
+	assert_true(x->f->up[0].aborted);
+	pthread_mutex_unlock(&x->f->lock);
+	assert_false(fake_has(x->f, "big"));
+
+	/* the put hands over a different file with the same bytes: uploaded anew */
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	st = sync_stream_start(x->s, "big", fd, &a);
+	assert_non_null(st);
+	stream_append(fd, st, data, 0, n);
+	WAIT_FOR(fake_read_uint(x->f, &x->f->ok[OP_MPU_PART]) == 10, 3000);
+	close(fd);
+	unlink(path);
+	assert_int_equal(put_bytes(x, "other", "x", 1), 0);
+	char copy[160];
+	snprintf(copy, sizeof(copy), "%s/copy", x->stage);
+	fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, data, n), (ssize_t)n);
+	close(fd);
+	assert_int_equal(sync_put_file_stream(x->s, "big", copy, &a, st), 0);
+	unlink(copy);
+	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
+	pthread_mutex_lock(&x->f->lock);
+	assert_int_equal(x->f->ok[OP_MPU_ABORT], 2);
+	assert_true(x->f->up[1].aborted);
+	assert_true(x->f->up[2].completed);
+	struct fake_obj *o = fake_find(x->f, "big");
+	assert_non_null(o);
+	assert_memory_equal(o->data, data, n);
+	pthread_mutex_unlock(&x->f->lock);
+	free(data);
+}
+
+/* A stream alive at a stop (kill -9 or umount --lazy) is in the journal, also after the
+ * compaction the stop does: the next mount aborts it. */
+static void test_stream_aborted_on_replay(void **state)
+{
+	struct fx *x = *state;
+	size_t n = 1u << 20;
+	unsigned char *data = malloc(n);
+	char path[160];
+	struct store_attr a;
+
+	random_bytes(data, n, 23);
+	start(x);
+	store_attr_init(&a);
+	snprintf(path, sizeof(path), "%s/open", x->stage);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	struct sync_stream *st = sync_stream_start(x->s, "open", fd, &a);
+	assert_non_null(st);
+	stream_append(fd, st, data, 0, n);
+	WAIT_FOR(fake_read_uint(x->f, &x->f->ok[OP_MPU_PART]) == 4, 3000);
+	close(fd);
+	sync_destroy(x->s, false); /* the stream goes with it, as in a crash */
+	x->s = NULL;
+	pthread_mutex_lock(&x->f->lock);
+	assert_false(x->f->up[0].aborted);
+	pthread_mutex_unlock(&x->f->lock);
+	start(x);
+	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
+	pthread_mutex_lock(&x->f->lock);
+	assert_true(x->f->up[0].aborted);
+	assert_false(x->f->up[0].completed);
+	pthread_mutex_unlock(&x->f->lock);
+	assert_false(fake_has(x->f, "open"));
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1653,6 +1804,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_setattr_merge_and_drop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_adopted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_given_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_aborted_on_replay, setup, teardown),
 	};
 	setvbuf(stdout, NULL, _IONBF, 0); /* a forked child's messages are not lost */
 	alarm(120); /* a hang is a failure, not a stuck CI job */
