@@ -515,13 +515,13 @@ static void fo_staged_cb(void *ud, const char *key)
 /* One page of one store's listing of l->prefix into l: the page after *token (NULL: the
  * first); *token becomes the next page's token, NULL after the last page. */
 static int fo_list_page(struct fuse_ops_fs *fs, struct store *st, int prio, struct fo_list *l,
-			char **token)
+			char **token, const struct store_io *io)
 {
 	size_t plen = strlen(l->prefix);
 	struct store_list page;
 	int rv;
 
-	rv = st->ops->list(st, l->prefix, "/", *token, 0, NULL, &page);
+	rv = st->ops->list(st, l->prefix, "/", *token, 0, io, &page);
 	free(*token);
 	*token = NULL;
 	if (rv)
@@ -566,7 +566,7 @@ static int fo_list_store(struct fuse_ops_fs *fs, struct store *st, int prio, str
 	int rv;
 
 	do
-		rv = fo_list_page(fs, st, prio, l, &token);
+		rv = fo_list_page(fs, st, prio, l, &token, NULL);
 	while (!rv && token);
 	free(token);
 	return rv;
@@ -1149,7 +1149,7 @@ struct fo_dir {
 	bool done;             /* list is complete */
 	int err;               /* the lister failed (store errno) */
 	bool lister_started;
-	atomic_bool stop;      /* the handle goes: the lister stops after its page */
+	volatile int stop;     /* the handle goes: the lister's LIST is cancelled */
 	pthread_t lister;
 	char *token;           /* the next page, for the lister */
 	uint64_t snap;
@@ -1203,12 +1203,13 @@ static void *fo_dir_lister(void *arg)
 {
 	struct fo_dir *dh = arg;
 	struct fuse_ops_fs *fs = dh->fs;
+	struct store_io io = {STORE_FOREGROUND, &dh->stop};
 	int rv = 0;
 
-	while (dh->token && !atomic_load(&dh->stop)) {
+	while (dh->token && !__atomic_load_n(&dh->stop, __ATOMIC_RELAXED)) {
 		struct fo_list page = {.prefix = dh->prefix};
 
-		rv = fo_list_page(fs, fs->dst, 1, &page, &dh->token);
+		rv = fo_list_page(fs, fs->dst, 1, &page, &dh->token, &io);
 		pthread_mutex_lock(&dh->lock);
 		if (!rv)
 			rv = fo_dir_take_page(dh, &page);
@@ -1218,7 +1219,8 @@ static void *fo_dir_lister(void *arg)
 		pthread_mutex_unlock(&dh->lock);
 		fo_list_free(&page);
 		if (rv) {
-			log_debug("listing '%s' failed: %s", dh->prefix, strerror(rv));
+			if (rv != ECANCELED)
+				log_debug("listing '%s' failed: %s", dh->prefix, strerror(rv));
 			break;
 		}
 	}
@@ -1239,7 +1241,7 @@ static void *fo_dir_lister(void *arg)
 static void fo_dir_reset(struct fo_dir *dh)
 {
 	if (dh->lister_started) {
-		atomic_store(&dh->stop, true);
+		__atomic_store_n(&dh->stop, 1, __ATOMIC_RELAXED); /* read by the store */
 		pthread_join(dh->lister, NULL);
 		dh->lister_started = false;
 	}
@@ -1250,7 +1252,7 @@ static void fo_dir_reset(struct fo_dir *dh)
 	dh->token = NULL;
 	dh->listed = dh->done = false;
 	dh->err = 0;
-	atomic_store(&dh->stop, false);
+	dh->stop = 0;
 }
 
 /* The listing at offset 0: cached, complete, or its first page with the lister started. */
@@ -1273,7 +1275,7 @@ static int fo_dir_start(struct fuse_ops_fs *fs, struct fo_dir *dh)
 	dh->list.prefix = dh->prefix;
 	rv = fo_list_gather(fs, &dh->list);
 	if (!rv)
-		rv = fo_list_page(fs, fs->dst, 1, &dh->list, &dh->token);
+		rv = fo_list_page(fs, fs->dst, 1, &dh->list, &dh->token, NULL);
 	if (rv)
 		goto fail;
 	if (!dh->token) { /* one page: sorted and published at once, as fo_list_dir does */

@@ -54,6 +54,26 @@ if [[ -e $mp/many/not-there ]]; then fail "a missing name exists"; fi
 assert_eq "$(proxy_stat requests_total)" 0 "second ls -l, a stat and a miss within the TTL: no request"
 objfs_umount "$mp"
 
+# A reader that stops early: closing the directory cancels the LIST of the next page that
+# is in flight (held at the proxy), it is not left waiting for the server.
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT"
+proxy_mode '{"hold": {"kind": "LIST", "path_re": "continuation-token"}}'
+python3 - "$mp/many" <<'EOF' &
+import os, sys, time
+it = os.scandir(sys.argv[1])
+next(it)  # the first page is there; the next one is asked for and held
+time.sleep(1.5)
+it.close()
+EOF
+reader=$!
+harness_wait_for '[[ $(proxy_stat held_requests) == 1 ]]' 10 || fail "no next-page LIST was held"
+wait "$reader" || fail "reading the first entries failed"
+harness_wait_for '[[ $(proxy_stat held_requests) == 0 ]]' 5 ||
+	fail "closing the directory left its next-page LIST in flight"
+pass "closing the directory cancelled the LIST in flight"
+proxy_mode '{}'
+objfs_umount "$mp"
+
 # A directory of more than one LIST page is handed out while its later pages are fetched.
 # What that must still get right: an object "x" (page 1) and a prefix "x/" (page 2, after the
 # 1,000 keys "x.NNNN") are one name, the object; pending changes (a removal, a new file,
