@@ -986,6 +986,7 @@ static void *fo_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->max_write = 1 << 20;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
+	__atomic_store_n(&fs->initialized, 1, __ATOMIC_RELEASE);
 	return fs;
 }
 
