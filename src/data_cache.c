@@ -525,20 +525,26 @@ static void dc_fetch_done(struct data_cache *dc, struct dc_version *v, uint64_t 
 	pthread_cond_broadcast(&dc->block_changed);
 }
 
+/* Take queued job j off dc->queue. */
+static void dc_queue_remove(struct data_cache *dc, struct dc_job *j)
+{
+	if (j->queue_prev)
+		j->queue_prev->queue_next = j->queue_next;
+	else
+		dc->queue_head = j->queue_next;
+	if (j->queue_next)
+		j->queue_next->queue_prev = j->queue_prev;
+	else
+		dc->queue_tail = j->queue_prev;
+	j->queue_next = j->queue_prev = NULL;
+}
+
 static void dc_job_unlink(struct data_cache *dc, struct dc_job *j)
 {
 	struct dc_version *v = j->v;
 
-	if (!j->running) {
-		if (j->queue_prev)
-			j->queue_prev->queue_next = j->queue_next;
-		else
-			dc->queue_head = j->queue_next;
-		if (j->queue_next)
-			j->queue_next->queue_prev = j->queue_prev;
-		else
-			dc->queue_tail = j->queue_prev;
-	}
+	if (!j->running)
+		dc_queue_remove(dc, j);
 	if (j->v_prev)
 		j->v_prev->v_next = j->v_next;
 	else
@@ -669,15 +675,7 @@ static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t le
 /* Locked: take queued job j off dc->queue and make it part of the run headed by head. */
 static void dc_job_take(struct data_cache *dc, struct dc_job *j, struct dc_job *head)
 {
-	if (j->queue_prev)
-		j->queue_prev->queue_next = j->queue_next;
-	else
-		dc->queue_head = j->queue_next;
-	if (j->queue_next)
-		j->queue_next->queue_prev = j->queue_prev;
-	else
-		dc->queue_tail = j->queue_prev;
-	j->queue_next = j->queue_prev = NULL;
+	dc_queue_remove(dc, j);
 	j->running = true;
 	j->run_head = head;
 	j->run_next = NULL;

@@ -548,6 +548,23 @@ static void test_readahead_cancelled_on_close(void **state)
 	data_cache_close(f);
 }
 
+/* A read far from the read-ahead of f (started by start_slow_read_ahead): at least
+ * want_cancelled GETs stop within ms, nothing stays fetching, every job counts as cancelled,
+ * and little was fetched. The store is fast again afterwards. */
+static void seek_away_cancels(struct fixture *fx, struct data_cache_file *f,
+			      struct fake_object *o, unsigned want_cancelled, int ms)
+{
+	read_check(f, o, 30 * BS + 10, 100);
+	assert_true(wait_count(&fx->fs, &fx->fs.cancelled, want_cancelled, ms));
+	for (int i = 0; i < 2000 && stats(fx).bytes_fetching > 0; i++)
+		usleep(1000);
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.bytes_fetching, 0);
+	assert_int_equal(s.readahead_cancelled, s.readahead_started);
+	assert_true(s.bytes_fetched < 3 * BS);
+	fx->fs.chunk_delay_us = 0;
+}
+
 static void test_readahead_cancelled_on_seek(void **state)
 {
 	struct fixture *fx = *state;
@@ -556,15 +573,7 @@ static void test_readahead_cancelled_on_seek(void **state)
 
 	/* far away: the read-ahead is no longer wanted; it is cancelled before this read's
 	 * own (slow, one block) fetch starts, and stops within a chunk */
-	read_check(f, o, 30 * BS + 10, 100);
-	assert_true(wait_count(&fx->fs, &fx->fs.cancelled, 2, 100));
-	for (int i = 0; i < 2000 && stats(fx).bytes_fetching > 0; i++)
-		usleep(1000);
-	struct data_cache_stats s = stats(fx);
-	assert_int_equal(s.bytes_fetching, 0);
-	assert_int_equal(s.readahead_cancelled, s.readahead_started);
-	assert_true(s.bytes_fetched < 3 * BS);
-	fx->fs.chunk_delay_us = 0;
+	seek_away_cancels(fx, f, o, 2, 100);
 	/* near reads, sequential again, still correct */
 	read_check(f, o, 30 * BS + 110, 5000);
 	read_check(f, o, 2 * BS, 100);
@@ -617,16 +626,8 @@ static void test_readahead_coalesced_cancelled_on_seek(void **state)
 
 	fx->cfg.read_ahead_chunk = 4 * BS;
 	f = start_slow_read_ahead(fx, &o);
-	read_check(f, o, 30 * BS + 10, 100);
-	assert_true(wait_count(&fx->fs, &fx->fs.cancelled, 1, 200));
-	for (int i = 0; i < 2000 && stats(fx).bytes_fetching > 0; i++)
-		usleep(1000);
-	struct data_cache_stats s = stats(fx);
-	assert_int_equal(s.bytes_fetching, 0);
-	assert_int_equal(s.readahead_cancelled, s.readahead_started);
-	assert_true(s.bytes_fetched < 3 * BS);
+	seek_away_cancels(fx, f, o, 1, 200);
 	assert_int_equal(fake_count(&fx->fs, &fx->fs.in_flight), 0);
-	fx->fs.chunk_delay_us = 0;
 	read_check(f, o, 2 * BS, 100); /* the cancelled blocks fetch again, correctly */
 	read_check(f, o, 6 * BS - 50, 100);
 	data_cache_close(f);
