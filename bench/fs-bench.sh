@@ -8,6 +8,7 @@
 # env:   FS="objfs s3fs rclone"   WORKLOADS="seqread listing randread smallfiles seqwrite"
 #        DELAY_MS=0 (one-way latency added by tests/lib/faultproxy.py; 5 for the issue's setup)
 #        BIG_MIB=512 LIST_N=10000 SF_N=1000 SF_KIB=16 RAND_S=20 REPS=1
+#        OBJFS_OPTS="key=value,..." (extra objfs mount options, to try settings)
 # Needs: fuse3 s3fs rclone fio curl python3 (contrib/install-deps.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -128,7 +129,7 @@ mount_fs() { # FS
 	mkdir -p "$MP" "$cache"
 	case $1 in
 	objfs)
-		"$OBJFS_BIN" mount s3://src "$MP" -f -o "endpoint=$EP,region=$S3_REGION,cache_dir=$cache" >"$log" 2>&1 &
+		"$OBJFS_BIN" mount s3://src "$MP" -f -o "endpoint=$EP,region=$S3_REGION,cache_dir=$cache${OBJFS_OPTS:+,$OBJFS_OPTS}" >"$log" 2>&1 &
 		;;
 	s3fs)
 		printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/passwd-s3fs"

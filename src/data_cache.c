@@ -87,13 +87,18 @@ struct dc_version {
 	struct dc_job *jobs;             /* its read-ahead jobs */
 };
 
-/* A read-ahead of one block. */
+/* A read-ahead of one block. A worker takes a run of queued jobs of consecutive blocks of
+ * one version and fetches them with one range GET (fewer, larger requests); the first job of
+ * the run is its head, and the GET is cancelled once every job of the run is. */
 struct dc_job {
 	struct dc_job *queue_prev, *queue_next; /* dc->queue while queued */
 	struct dc_job *v_prev, *v_next;         /* v->jobs */
+	struct dc_job *run_head, *run_next;     /* while running: its run, in block order */
 	struct dc_version *v;
 	uint64_t block;
-	volatile int cancel; /* read by the store while running */
+	volatile int cancel;     /* no reader wants this block any more */
+	volatile int run_cancel; /* head only: no reader wants any block of the run; read by
+				  * the store while running */
 	bool running;
 };
 
@@ -110,6 +115,7 @@ struct data_cache_file {
 struct data_cache {
 	char *data_dir;
 	uint64_t max_bytes, block_size, read_ahead;
+	uint64_t run_blocks; /* most blocks one read-ahead GET fetches */
 	unsigned n_workers;
 	pthread_t *workers;
 
@@ -519,20 +525,26 @@ static void dc_fetch_done(struct data_cache *dc, struct dc_version *v, uint64_t 
 	pthread_cond_broadcast(&dc->block_changed);
 }
 
+/* Take queued job j off dc->queue. */
+static void dc_queue_remove(struct data_cache *dc, struct dc_job *j)
+{
+	if (j->queue_prev)
+		j->queue_prev->queue_next = j->queue_next;
+	else
+		dc->queue_head = j->queue_next;
+	if (j->queue_next)
+		j->queue_next->queue_prev = j->queue_prev;
+	else
+		dc->queue_tail = j->queue_prev;
+	j->queue_next = j->queue_prev = NULL;
+}
+
 static void dc_job_unlink(struct data_cache *dc, struct dc_job *j)
 {
 	struct dc_version *v = j->v;
 
-	if (!j->running) {
-		if (j->queue_prev)
-			j->queue_prev->queue_next = j->queue_next;
-		else
-			dc->queue_head = j->queue_next;
-		if (j->queue_next)
-			j->queue_next->queue_prev = j->queue_prev;
-		else
-			dc->queue_tail = j->queue_prev;
-	}
+	if (!j->running)
+		dc_queue_remove(dc, j);
 	if (j->v_prev)
 		j->v_prev->v_next = j->v_next;
 	else
@@ -556,10 +568,17 @@ static void dc_job_end(struct data_cache *dc, struct dc_job *j, int r)
 
 static void dc_job_cancel(struct data_cache *dc, struct dc_job *j)
 {
-	/* Atomic: the store polls the flag without our lock (store_io.cancel). */
 	__atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED);
-	if (j->running)
-		return; /* the store returns ECANCELED; the worker ends the job */
+	if (j->running) {
+		/* The GET of the run goes on while a block of it is still wanted; once none is,
+		 * the store returns ECANCELED and the worker ends the jobs. Atomic: the store
+		 * polls the flag without our lock (store_io.cancel). */
+		for (struct dc_job *k = j->run_head; k; k = k->run_next)
+			if (!k->cancel)
+				return;
+		__atomic_store_n(&j->run_head->run_cancel, 1, __ATOMIC_RELAXED);
+		return;
+	}
 	dc_job_end(dc, j, ECANCELED);
 }
 
@@ -581,6 +600,12 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 	struct data_cache *dc = f->dc;
 	struct dc_version *v = f->v;
 
+	/* Queue whole chunks: while the reader moves on block by block, wait until a chunk of
+	 * the window is absent, so that a worker takes it in one GET, not a GET a block. */
+	while (from < f->win_hi && v->blocks[from].state != DC_ABSENT)
+		from++;
+	if (f->win_hi - from < dc->run_blocks && f->win_hi < v->nblocks)
+		return;
 	for (uint64_t i = from; i < f->win_hi && !dc->stopping; i++) {
 		struct dc_block *b = &v->blocks[i];
 		uint64_t len = dc_block_len(dc, v, i);
@@ -647,42 +672,58 @@ static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t le
 		dc_schedule_read_ahead(f, (end - 1) / bs + 1);
 }
 
+/* Locked: take queued job j off dc->queue and make it part of the run headed by head. */
+static void dc_job_take(struct data_cache *dc, struct dc_job *j, struct dc_job *head)
+{
+	dc_queue_remove(dc, j);
+	j->running = true;
+	j->run_head = head;
+	j->run_next = NULL;
+}
+
 static void *dc_worker(void *arg)
 {
 	struct data_cache *dc = arg;
 
 	pthread_mutex_lock(&dc->lock);
 	for (;;) {
-		struct dc_job *j;
+		struct dc_job *j, *tail, *next;
 		struct store_io io;
-		uint64_t got;
+		uint64_t got, last;
 		int r;
 
 		while (!dc->stopping && !dc->queue_head)
 			pthread_cond_wait(&dc->work_ready, &dc->lock);
 		if (dc->stopping)
 			break;
-		j = dc->queue_head;
-		dc->queue_head = j->queue_next;
-		if (dc->queue_head)
-			dc->queue_head->queue_prev = NULL;
-		else
-			dc->queue_tail = NULL;
-		j->queue_next = j->queue_prev = NULL;
-		j->running = true;
+		j = tail = dc->queue_head;
+		dc_job_take(dc, j, j);
+		/* Queued jobs of the blocks right after it join its GET, up to dc->run_blocks. */
+		for (last = j->block; last + 1 < j->v->nblocks && last + 1 - j->block < dc->run_blocks;
+		     last++) {
+			struct dc_job *k = j->v->blocks[last + 1].job;
+			if (!k || k->running || k->cancel)
+				break;
+			dc_job_take(dc, k, j);
+			tail->run_next = k;
+			tail = k;
+		}
 		io.priority = STORE_BACKGROUND;
-		io.cancel = &j->cancel;
+		io.cancel = &j->run_cancel;
 		pthread_mutex_unlock(&dc->lock);
 
-		r = dc_fetch_io(dc, j->v, j->block, j->block, &io, &got);
+		r = dc_fetch_io(dc, j->v, j->block, last, &io, &got);
 
 		pthread_mutex_lock(&dc->lock);
 		DC_CHECK(dc);
 		dc->stats.bytes_fetched += got;
-		if (r != 0 && r != ECANCELED && !j->cancel)
-			log_debug("read-ahead of '%s' block %" PRIu64 " failed: %s", j->v->key,
-				  j->block, strerror(r));
-		dc_job_end(dc, j, r);
+		if (r != 0 && r != ECANCELED && !j->run_cancel)
+			log_debug("read-ahead of '%s' blocks %" PRIu64 "-%" PRIu64 " failed: %s",
+				  j->v->key, j->block, last, strerror(r));
+		for (; j; j = next) {
+			next = j->run_next;
+			dc_job_end(dc, j, r);
+		}
 	}
 	pthread_mutex_unlock(&dc->lock);
 	return NULL;
@@ -1087,6 +1128,10 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->max_bytes = cfg->max_bytes;
 	dc->read_ahead = cfg->read_ahead;
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
+	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
+	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;
+	if (dc->run_blocks < 1)
+		dc->run_blocks = 1;
 	if ((r = dc_prepare_dir(cfg->dir, dc->data_dir, &what)) != 0) {
 		snprintf(err, errlen,
 			 "cannot %s cache directory '%s': %s; fix it or choose another with -o "

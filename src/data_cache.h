@@ -34,7 +34,9 @@ struct data_cache_config {
 	const char *dir;        /* cache_dir/data is created below it (dir too, if missing) */
 	uint64_t max_bytes;     /* cache_size: bound on bytes held on disk */
 	uint64_t block_size;    /* range GET unit (1 MiB); 0 = 1 MiB */
-	uint64_t read_ahead;    /* read-ahead window in bytes (8 MiB); 0 disables */
+	uint64_t read_ahead;    /* read-ahead window in bytes (64 MiB); 0 disables */
+	uint64_t read_ahead_chunk; /* most bytes one read-ahead GET fetches (8 MiB); 0 = one
+				    * block */
 	unsigned workers;       /* read-ahead threads (8); 0 = 8 */
 };
 

@@ -512,52 +512,62 @@ static void fo_staged_cb(void *ud, const char *key)
 	staging_release(c->fs->stg, sf);
 }
 
-/* All pages of one store's listing of prefix into l. */
-static int fo_list_store(struct fuse_ops_fs *fs, struct store *st, int prio, struct fo_list *l)
+/* One page of one store's listing of l->prefix into l: the page after *token (NULL: the
+ * first); *token becomes the next page's token, NULL after the last page. */
+static int fo_list_page(struct fuse_ops_fs *fs, struct store *st, int prio, struct fo_list *l,
+			char **token, const struct store_io *io)
 {
 	size_t plen = strlen(l->prefix);
-	char *token = NULL;
-	int rv = 0;
+	struct store_list page;
+	int rv;
 
-	do {
-		struct store_list page;
+	rv = st->ops->list(st, l->prefix, "/", *token, 0, io, &page);
+	free(*token);
+	*token = NULL;
+	if (rv)
+		return rv;
+	for (size_t i = 0; i < page.n_entries && !rv; i++) {
+		struct store_entry *e = &page.entries[i];
+		const char *name = e->key + plen;
+		size_t len = strlen(name);
+		bool is_dir = e->is_prefix || (len && name[len - 1] == '/');
+		struct meta_attr ma;
 
-		rv = st->ops->list(st, l->prefix, "/", token, 0, NULL, &page);
-		free(token);
-		token = NULL;
-		if (rv)
-			break;
-		for (size_t i = 0; i < page.n_entries && !rv; i++) {
-			struct store_entry *e = &page.entries[i];
-			const char *name = e->key + plen;
-			size_t len = strlen(name);
-			bool is_dir = e->is_prefix || (len && name[len - 1] == '/');
-			struct meta_attr ma;
-
-			if (strncmp(e->key, l->prefix, plen) != 0)
-				continue;
-			if (is_dir && len)
-				len--;
-			if (len == 0 && !e->is_prefix)
-				continue; /* the directory's own marker ("dir/" listed under "dir/") */
-			if (!fo_name_ok(name, len)) {
-				log_warn("skipping key '%s': not usable as a file name", e->key);
-				continue;
-			}
-			if (e->is_prefix)
-				fo_implicit_dir(fs, META_PROVISIONAL | (prio == 2 ? META_IN_SOURCE : 0),
-						&ma);
-			else
-				fo_attr_from_store(fs, &e->attr, is_dir,
-						   META_FROM_LIST | (is_dir ? META_MARKER : 0) |
-							   (prio == 2 ? META_IN_SOURCE : 0),
-						   &ma);
-			rv = fo_list_add(l, name, len, &ma, prio, false, true);
+		if (strncmp(e->key, l->prefix, plen) != 0)
+			continue;
+		if (is_dir && len)
+			len--;
+		if (len == 0 && !e->is_prefix)
+			continue; /* the directory's own marker ("dir/" listed under "dir/") */
+		if (!fo_name_ok(name, len)) {
+			log_warn("skipping key '%s': not usable as a file name", e->key);
+			continue;
 		}
-		if (!rv && page.next_token && !(token = strdup(page.next_token)))
-			rv = ENOMEM;
-		store_list_free(&page);
-	} while (!rv && token);
+		if (e->is_prefix)
+			fo_implicit_dir(fs, META_PROVISIONAL | (prio == 2 ? META_IN_SOURCE : 0),
+					&ma);
+		else
+			fo_attr_from_store(fs, &e->attr, is_dir,
+					   META_FROM_LIST | (is_dir ? META_MARKER : 0) |
+						   (prio == 2 ? META_IN_SOURCE : 0),
+					   &ma);
+		rv = fo_list_add(l, name, len, &ma, prio, false, true);
+	}
+	if (!rv && page.next_token && !(*token = strdup(page.next_token)))
+		rv = ENOMEM;
+	store_list_free(&page);
+	return rv;
+}
+
+/* All pages of one store's listing of l->prefix into l. */
+static int fo_list_store(struct fuse_ops_fs *fs, struct store *st, int prio, struct fo_list *l)
+{
+	char *token = NULL;
+	int rv;
+
+	do
+		rv = fo_list_page(fs, st, prio, l, &token, NULL);
+	while (!rv && token);
 	free(token);
 	return rv;
 }
@@ -630,20 +640,91 @@ static void fo_head_entries(struct fuse_ops_fs *fs, struct fo_list *l)
 		pthread_join(th[i], NULL);
 }
 
-/* The merged listing of directory key (sorted, unique, with attributes when known): from the
- * cache, or built from the pending records and the stores and then cached. */
-static int fo_list_dir(struct fuse_ops_fs *fs, const char *key, struct fo_list *out)
+/* The entries of l->prefix that are not at the store yet: pending records and files open
+ * for writing. */
+static int fo_list_gather(struct fuse_ops_fs *fs, struct fo_list *l)
 {
-	char prefix[PATH_MAX + 2];
+	struct fo_pending_ctx pc = {fs, l};
+	int rv = 0;
+
+	if (fs->sync) {
+		sync_list_pending(fs->sync, l->prefix, fo_pending_cb, &pc);
+		rv = l->err;
+	}
+	if (!rv && fs->stg) {
+		rv = staging_list(fs->stg, l->prefix, fo_staged_cb, &pc);
+		if (!rv)
+			rv = l->err;
+	}
+	return rv;
+}
+
+/* Sort l by name, keep the winner of each name (fo_ent_cmp), and drop the pending removals
+ * when drop_removed. */
+static void fo_list_merge(struct fo_list *l, bool drop_removed)
+{
+	size_t w = 0;
+
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), fo_ent_cmp);
+	for (size_t i = 0; i < l->n; i++) {
+		if (w && !strcmp(l->v[w - 1].name, l->v[i].name)) {
+			free(l->v[i].name);
+			continue;
+		}
+		l->v[w++] = l->v[i];
+	}
+	l->n = w;
+	if (!drop_removed)
+		return;
+	w = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i].removed) {
+			free(l->v[i].name);
+			continue;
+		}
+		l->v[w++] = l->v[i];
+	}
+	l->n = w;
+}
+
+/* The complete listing l of directory key, merged, goes into the metadata cache (names and
+ * attributes), after exact attributes for a small directory. */
+static void fo_list_publish(struct fuse_ops_fs *fs, const char *key, uint64_t snap,
+			    struct fo_list *l, bool heads)
+{
 	struct meta_dirent *d;
-	size_t nd, w = 0;
-	uint64_t snap;
+
+	if (heads && l->n <= FO_HEAD_MAX)
+		fo_head_entries(fs, l);
+	d = calloc(l->n ? l->n : 1, sizeof(*d));
+	if (!d)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		char child[PATH_MAX + NAME_MAX + 2];
+
+		snprintf(child, sizeof(child), "%s%s", l->prefix, l->v[i].name);
+		if (l->v[i].have_attr)
+			meta_cache_put_attr(fs->mc, child, snap, &l->v[i].attr);
+		d[i].name = l->v[i].name;
+		d[i].type = l->v[i].attr.mode & S_IFMT;
+	}
+	meta_cache_put_dir(fs->mc, key, snap, d, l->n);
+	free(d); /* names belong to l */
+}
+
+/* The listing of directory key from the metadata cache into out: 1 when cached, 0 when not,
+ * else an errno. Pending changes since are kept in the cached listing by dir_add and
+ * dir_remove. */
+static int fo_list_cached(struct fuse_ops_fs *fs, const char *key, const char *prefix,
+			  struct fo_list *out)
+{
+	struct meta_dirent *d;
+	size_t nd;
 	int rv = 0;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(prefix, sizeof(prefix), "%s%s", key, key[0] ? "/" : "");
 	if (meta_cache_get_dir(fs->mc, key, &d, &nd)) {
-		/* pending changes since are kept in the cached listing by dir_add/dir_remove */
 		for (size_t i = 0; i < nd && !rv; i++) {
 			char child[PATH_MAX + NAME_MAX + 2];
 			struct meta_attr ma;
@@ -662,68 +743,34 @@ static int fo_list_dir(struct fuse_ops_fs *fs, const char *key, struct fo_list *
 		meta_cache_dirents_free(d, nd);
 		if (rv)
 			fo_list_free(out);
-		return rv;
+		return rv ? rv : 1;
 	}
+	return 0;
+}
+
+/* The merged listing of directory key (sorted, unique, with attributes when known): from the
+ * cache, or built from the pending records and the stores and then cached. */
+static int fo_list_dir(struct fuse_ops_fs *fs, const char *key, struct fo_list *out)
+{
+	char prefix[PATH_MAX + 2];
+	uint64_t snap;
+	int rv;
+
+	snprintf(prefix, sizeof(prefix), "%s%s", key, key[0] ? "/" : "");
+	rv = fo_list_cached(fs, key, prefix, out);
+	if (rv)
+		return rv == 1 ? 0 : rv;
 	snap = meta_cache_begin(fs->mc);
 	out->prefix = prefix;
-	if (fs->sync) {
-		struct fo_pending_ctx pc = {fs, out};
-
-		sync_list_pending(fs->sync, prefix, fo_pending_cb, &pc);
-		rv = out->err;
-		if (rv)
-			goto fail;
-	}
-	if (fs->stg) {
-		struct fo_pending_ctx pc = {fs, out};
-
-		rv = staging_list(fs->stg, prefix, fo_staged_cb, &pc);
-		if (!rv)
-			rv = out->err;
-		if (rv)
-			goto fail;
-	}
-	rv = fo_list_store(fs, fs->dst, 1, out);
+	rv = fo_list_gather(fs, out);
+	if (!rv)
+		rv = fo_list_store(fs, fs->dst, 1, out);
 	if (!rv && fs->overlay)
 		rv = fo_list_store(fs, fs->src, 2, out);
 	if (rv)
 		goto fail;
-	if (out->n > 1)
-		qsort(out->v, out->n, sizeof(*out->v), fo_ent_cmp);
-	for (size_t i = 0; i < out->n; i++) {
-		if (w && !strcmp(out->v[w - 1].name, out->v[i].name)) {
-			free(out->v[i].name);
-			continue;
-		}
-		out->v[w++] = out->v[i];
-	}
-	out->n = w;
-	/* drop pending removals */
-	w = 0;
-	for (size_t i = 0; i < out->n; i++) {
-		if (out->v[i].removed) {
-			free(out->v[i].name);
-			continue;
-		}
-		out->v[w++] = out->v[i];
-	}
-	out->n = w;
-	if (out->n <= FO_HEAD_MAX)
-		fo_head_entries(fs, out);
-	d = calloc(out->n ? out->n : 1, sizeof(*d));
-	if (d) {
-		for (size_t i = 0; i < out->n; i++) {
-			char child[PATH_MAX + NAME_MAX + 2];
-
-			snprintf(child, sizeof(child), "%s%s", prefix, out->v[i].name);
-			if (out->v[i].have_attr)
-				meta_cache_put_attr(fs->mc, child, snap, &out->v[i].attr);
-			d[i].name = out->v[i].name;
-			d[i].type = out->v[i].attr.mode & S_IFMT;
-		}
-		meta_cache_put_dir(fs->mc, key, snap, d, out->n);
-		free(d); /* names belong to out */
-	}
+	fo_list_merge(out, true);
+	fo_list_publish(fs, key, snap, out, true);
 	out->prefix = NULL;
 	return 0;
 fail:
@@ -943,6 +990,7 @@ static void *fo_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->max_write = 1 << 20;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
+	__atomic_store_n(&fs->initialized, 1, __ATOMIC_RELEASE);
 	return fs;
 }
 
@@ -1026,6 +1074,59 @@ static int fo_readlink(const char *path, char *buf, size_t size)
 	return 0;
 }
 
+/* A set of names owned elsewhere (open addressing, grown at half load). */
+struct fo_nameset {
+	const char **v;
+	size_t cap, n;
+};
+
+static size_t fo_name_hash(const char *name)
+{
+	size_t h = 14695981039346656037ull;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ull;
+	return h;
+}
+
+static bool fo_nameset_has(const struct fo_nameset *ns, const char *name)
+{
+	if (!ns->cap)
+		return false;
+	for (size_t i = fo_name_hash(name) & (ns->cap - 1); ns->v[i]; i = (i + 1) & (ns->cap - 1))
+		if (!strcmp(ns->v[i], name))
+			return true;
+	return false;
+}
+
+static int fo_nameset_add(struct fo_nameset *ns, const char *name)
+{
+	size_t i;
+
+	if (2 * (ns->n + 1) > ns->cap) {
+		struct fo_nameset big = {calloc(ns->cap ? 2 * ns->cap : 1024, sizeof(char *)),
+					 ns->cap ? 2 * ns->cap : 1024, 0};
+		if (!big.v)
+			return ENOMEM;
+		for (size_t k = 0; k < ns->cap; k++)
+			if (ns->v[k])
+				fo_nameset_add(&big, ns->v[k]);
+		free(ns->v);
+		*ns = big;
+	}
+	for (i = fo_name_hash(name) & (ns->cap - 1); ns->v[i]; i = (i + 1) & (ns->cap - 1))
+		;
+	ns->v[i] = name;
+	ns->n++;
+	return 0;
+}
+
+static void fo_nameset_free(struct fo_nameset *ns)
+{
+	free(ns->v);
+	memset(ns, 0, sizeof(*ns));
+}
+
 /*
  * A directory handle keeps the listing taken by the readdir at offset 0, and readdir hands
  * out entries with real offsets (".": 1, "..": 2, entry i: i + 3). libfuse resolves entries
@@ -1033,13 +1134,201 @@ static int fo_readlink(const char *path, char *buf, size_t size)
  * cache), so the kernel gets complete READDIRPLUS entries and `ls -l` of 10,000 names costs
  * no LOOKUP per name; with offset 0 for every entry it would not (libfuse 3.14 then sends
  * entries without node ids and the kernel looks each name up again).
- * libfuse serialises readdir calls on one handle, so the handle needs no lock.
+ *
+ * A directory of more than one LIST page (and no overlay, whose two stores would have to be
+ * merged in order) is streamed: readdir hands out the first page while a lister thread of
+ * the handle fetches the next ones, so the listing and the reader (ls sorting, printing)
+ * overlap instead of adding up. Entries are then in arrival order, not sorted: pending
+ * entries first (they win their names), then each page's names that no pending entry and no
+ * earlier object of the same name (an object "a" before the prefix "a/") take.
+ * libfuse serialises readdir calls on one handle; dh->lock guards list, done and err against
+ * the lister, the only other thread that touches the handle.
  */
 struct fo_dir {
-	char *key;
-	struct fo_list list;
+	struct fuse_ops_fs *fs;
+	char *key, *prefix;
+	struct fo_list list; /* what readdir hands out; offset = index + 3 */
 	bool listed;
+	pthread_mutex_t lock;
+	pthread_cond_t grown;  /* the lister appended a page, or ended */
+	bool done;             /* list is complete */
+	int err;               /* the lister failed (store errno) */
+	bool lister_started;
+	volatile int stop;     /* the handle goes: the lister's LIST is cancelled */
+	pthread_t lister;
+	char *token;           /* the next page, for the lister */
+	uint64_t snap;
+	struct fo_list pend;   /* pending entries, sorted by name, removals kept */
+	struct fo_nameset objects;
 };
+
+static int fo_ent_name_cmp(const void *key, const void *ent)
+{
+	return strcmp(key, ((const struct fo_ent *)ent)->name);
+}
+
+/* Move the store entries of page (in key order) that nothing earlier overrides to the end
+ * of dh->list; the others are freed. Locked once the lister runs. */
+static int fo_dir_take_page(struct fo_dir *dh, struct fo_list *page)
+{
+	int rv = 0;
+
+	for (size_t i = 0; i < page->n; i++) {
+		struct fo_ent *e = &page->v[i];
+		bool object = e->attr.flags & META_FROM_LIST;
+
+		if (rv ||
+		    (dh->pend.n && bsearch(e->name, dh->pend.v, dh->pend.n, sizeof(*dh->pend.v),
+					   fo_ent_name_cmp)) ||
+		    (!object && fo_nameset_has(&dh->objects, e->name))) {
+			free(e->name);
+			continue;
+		}
+		if (dh->list.n == dh->list.cap) {
+			size_t cap = dh->list.cap ? 2 * dh->list.cap : 1024;
+			struct fo_ent *v = realloc(dh->list.v, cap * sizeof(*v));
+			if (!v) {
+				rv = ENOMEM;
+				free(e->name);
+				continue;
+			}
+			dh->list.v = v;
+			dh->list.cap = cap;
+		}
+		dh->list.v[dh->list.n++] = *e;
+		if (object)
+			rv = fo_nameset_add(&dh->objects, e->name);
+	}
+	free(page->v);
+	memset(page, 0, sizeof(*page));
+	return rv;
+}
+
+static void *fo_dir_lister(void *arg)
+{
+	struct fo_dir *dh = arg;
+	struct fuse_ops_fs *fs = dh->fs;
+	struct store_io io = {STORE_FOREGROUND, &dh->stop};
+	int rv = 0;
+
+	while (dh->token && !__atomic_load_n(&dh->stop, __ATOMIC_RELAXED)) {
+		struct fo_list page = {.prefix = dh->prefix};
+
+		rv = fo_list_page(fs, fs->dst, 1, &page, &dh->token, &io);
+		pthread_mutex_lock(&dh->lock);
+		if (!rv)
+			rv = fo_dir_take_page(dh, &page);
+		if (rv)
+			dh->err = rv;
+		pthread_cond_broadcast(&dh->grown);
+		pthread_mutex_unlock(&dh->lock);
+		fo_list_free(&page);
+		if (rv) {
+			if (rv != ECANCELED)
+				log_debug("listing '%s' failed: %s", dh->prefix, strerror(rv));
+			break;
+		}
+	}
+	if (!rv && !dh->token) {
+		/* Only this thread changes the list: reading it unlocked is safe. */
+		dh->list.prefix = dh->prefix;
+		fo_list_publish(fs, dh->key, dh->snap, &dh->list, false);
+		dh->list.prefix = NULL;
+	}
+	pthread_mutex_lock(&dh->lock);
+	dh->done = true;
+	pthread_cond_broadcast(&dh->grown);
+	pthread_mutex_unlock(&dh->lock);
+	return NULL;
+}
+
+/* Stop the lister and forget the listing. */
+static void fo_dir_reset(struct fo_dir *dh)
+{
+	if (dh->lister_started) {
+		__atomic_store_n(&dh->stop, 1, __ATOMIC_RELAXED); /* read by the store */
+		pthread_join(dh->lister, NULL);
+		dh->lister_started = false;
+	}
+	fo_list_free(&dh->list);
+	fo_list_free(&dh->pend);
+	fo_nameset_free(&dh->objects);
+	free(dh->token);
+	dh->token = NULL;
+	dh->listed = dh->done = false;
+	dh->err = 0;
+	dh->stop = 0;
+}
+
+/* The listing at offset 0: cached, complete, or its first page with the lister started. */
+static int fo_dir_start(struct fuse_ops_fs *fs, struct fo_dir *dh)
+{
+	struct fo_list first = {0};
+	int rv;
+
+	rv = fo_list_cached(fs, dh->key, dh->prefix, &dh->list);
+	if (rv == 1)
+		dh->done = true;
+	if (rv)
+		return rv == 1 ? 0 : rv;
+	if (fs->overlay) { /* two stores to merge: listed whole */
+		rv = fo_list_dir(fs, dh->key, &dh->list);
+		dh->done = !rv;
+		return rv;
+	}
+	dh->snap = meta_cache_begin(fs->mc);
+	dh->list.prefix = dh->prefix;
+	rv = fo_list_gather(fs, &dh->list);
+	if (!rv)
+		rv = fo_list_page(fs, fs->dst, 1, &dh->list, &dh->token, NULL);
+	if (rv)
+		goto fail;
+	if (!dh->token) { /* one page: sorted and published at once, as fo_list_dir does */
+		fo_list_merge(&dh->list, true);
+		fo_list_publish(fs, dh->key, dh->snap, &dh->list, true);
+		dh->list.prefix = NULL;
+		dh->done = true;
+		return 0;
+	}
+	/* Split: pending entries (prio 0) into pend, the page into first. */
+	first.prefix = dh->prefix;
+	dh->pend.prefix = dh->prefix;
+	for (size_t i = 0; i < dh->list.n && !rv; i++) {
+		struct fo_ent *e = &dh->list.v[i];
+		struct fo_list *to = e->prio == 0 ? &dh->pend : &first;
+
+		rv = fo_list_add(to, e->name, strlen(e->name), e->have_attr ? &e->attr : NULL,
+				 e->prio, e->removed, e->need_head);
+		if (!rv)
+			to->v[to->n - 1].attr = e->attr;
+	}
+	fo_list_free(&dh->list);
+	fo_list_merge(&dh->pend, false);
+	for (size_t i = 0; i < dh->pend.n && !rv; i++) {
+		struct fo_ent *e = &dh->pend.v[i];
+
+		if (!e->removed) {
+			rv = fo_list_add(&dh->list, e->name, strlen(e->name),
+					 e->have_attr ? &e->attr : NULL, 0, false, false);
+			if (!rv)
+				dh->list.v[dh->list.n - 1].attr = e->attr;
+		}
+	}
+	if (!rv)
+		rv = fo_dir_take_page(dh, &first);
+	if (rv)
+		goto fail;
+	dh->list.prefix = NULL;
+	if (pthread_create(&dh->lister, NULL, fo_dir_lister, dh) == 0)
+		dh->lister_started = true;
+	else
+		fo_dir_lister(dh); /* no thread: the whole listing now */
+	return 0;
+fail:
+	fo_list_free(&first);
+	fo_dir_reset(dh);
+	return fo_store_errno(rv);
+}
 
 static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
@@ -1047,15 +1336,14 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	struct fuse_ops_fs *fs = fo_fs();
 	struct fo_dir *dh = fi ? (struct fo_dir *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
-	int rv;
+	bool filled = false;
+	int rv = 0;
 
 	if (!dh)
 		return -EBADF;
 	if (off == 0 || !dh->listed) {
-		if (dh->listed)
-			fo_list_free(&dh->list);
-		dh->listed = false;
-		rv = fo_list_dir(fs, dh->key, &dh->list);
+		fo_dir_reset(dh);
+		rv = fo_dir_start(fs, dh);
 		if (rv)
 			return -rv;
 		dh->listed = true;
@@ -1070,11 +1358,23 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		st.st_mode = S_IFDIR;
 		if (filler(buf, "..", &st, 2, 0))
 			return 0;
+		filled = true;
 	}
-	for (size_t i = off > 2 ? (size_t)off - 2 : 0; i < dh->list.n; i++) {
-		struct fo_ent *e = &dh->list.v[i];
+	pthread_mutex_lock(&dh->lock);
+	for (size_t i = off > 2 ? (size_t)off - 2 : 0;; i++) {
+		struct fo_ent *e;
 		enum fuse_fill_dir_flags ff = 0;
 
+		/* Wait for the next page only with nothing to hand out: an empty answer is the
+		 * end of the directory. */
+		while (i >= dh->list.n && !filled && !dh->done && !dh->err)
+			pthread_cond_wait(&dh->grown, &dh->lock);
+		if (i >= dh->list.n) {
+			if (!filled && dh->err)
+				rv = -fo_store_errno(dh->err);
+			break;
+		}
+		e = &dh->list.v[i];
 		if (e->have_attr && (flags & FUSE_READDIR_PLUS)) {
 			fo_stat(fs, &e->attr, &st);
 			ff = FUSE_FILL_DIR_PLUS;
@@ -1084,8 +1384,10 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		}
 		if (filler(buf, e->name, &st, (off_t)i + 3, ff))
 			break;
+		filled = true;
 	}
-	return 0;
+	pthread_mutex_unlock(&dh->lock);
+	return rv;
 }
 
 static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
@@ -1933,12 +2235,15 @@ static int fo_opendir(const char *path, struct fuse_file_info *fi)
 		return -ENOTDIR;
 	dh = calloc(1, sizeof(*dh));
 	key = strdup(fo_key(path));
-	if (!dh || !key) {
+	if (!dh || !key || asprintf(&dh->prefix, "%s%s", key, key[0] ? "/" : "") < 0) {
 		free(dh);
 		free(key);
 		return -ENOMEM;
 	}
+	dh->fs = fo_fs();
 	dh->key = key;
+	pthread_mutex_init(&dh->lock, NULL);
+	pthread_cond_init(&dh->grown, NULL);
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	return 0;
 }
@@ -1948,8 +2253,10 @@ static int fo_releasedir(const char *path, struct fuse_file_info *fi)
 	struct fo_dir *dh = (struct fo_dir *)(uintptr_t)fi->fh;
 
 	if (dh) {
-		if (dh->listed)
-			fo_list_free(&dh->list);
+		fo_dir_reset(dh);
+		pthread_mutex_destroy(&dh->lock);
+		pthread_cond_destroy(&dh->grown);
+		free(dh->prefix);
 		free(dh->key);
 		free(dh);
 	}

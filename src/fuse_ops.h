@@ -32,6 +32,7 @@ struct fuse_ops_fs {
 	uid_t uid;           /* owner of objects without metadata (uid= or the mounting user) */
 	gid_t gid;
 	struct meta_attr root; /* the mount root */
+	int initialized;       /* set (atomically) when the kernel's INIT has been handled */
 };
 
 struct fuse_operations;

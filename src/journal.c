@@ -191,6 +191,8 @@ int journal_encode(struct journal_buf *b, const struct journal_record *r)
 	switch (r->type) {
 	case JOURNAL_PUT_FILE:
 		buf_str(b, r->spool);
+		if (r->flags & JOURNAL_HAS_DATA)
+			buf_blob(b, r->data, r->len);
 		break;
 	case JOURNAL_PUT_MEM:
 		buf_blob(b, r->data, r->len);
@@ -351,6 +353,8 @@ long journal_decode(const unsigned char *p, size_t avail, struct journal_record 
 	switch (out->type) {
 	case JOURNAL_PUT_FILE:
 		out->spool = rd_blob(&r, NULL);
+		if (out->flags & JOURNAL_HAS_DATA)
+			out->data = rd_blob(&r, &out->len);
 		break;
 	case JOURNAL_PUT_MEM:
 		out->data = rd_blob(&r, &out->len);

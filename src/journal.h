@@ -25,7 +25,9 @@
 #define JOURNAL_MAX_RECORD (64u << 20) /* a longer length prefix is treated as corruption */
 
 enum journal_type {
-	JOURNAL_PUT_FILE = 1,    /* key, spool, attr: upload the spool file to key */
+	JOURNAL_PUT_FILE = 1,    /* key, spool, attr: upload the spool file to key; with
+				  * JOURNAL_HAS_DATA also its content (a small file whose spool
+				  * file was not fsynced: replay writes it again from data) */
 	JOURNAL_PUT_MEM = 2,     /* key, data, attr: upload a small in-memory body */
 	JOURNAL_REMOVE = 3,      /* key */
 	JOURNAL_RENAME = 4,      /* key (source), dst_key; content: spool, data or none; attr */

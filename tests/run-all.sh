@@ -178,7 +178,7 @@ valgrind_check() {
 		vg_result "$dir" "$name" "$rc"
 	done
 	echo "==== $dir: integration tests with objfs under valgrind"
-	for t in mount_read mount_write cli_roundtrip; do
+	for t in mount_read mount_write mount_list cli_roundtrip; do
 		rc=0
 		OBJFS_VALGRIND=1 OBJFS_BIN="$build/objfs" OBJFS_BUILDDIR="$build" OBJFS_SRCDIR="$top" \
 			READ_BIG_MIB=32 HARNESS_TIMEOUT=300 \

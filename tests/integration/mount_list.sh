@@ -52,5 +52,56 @@ cmp -s "$HARNESS_DIR/ls1.out" "$HARNESS_DIR/ls2.out" || fail "second ls -l diffe
 stat "$mp/many/f04242" >/dev/null
 if [[ -e $mp/many/not-there ]]; then fail "a missing name exists"; fi
 assert_eq "$(proxy_stat requests_total)" 0 "second ls -l, a stat and a miss within the TTL: no request"
+objfs_umount "$mp"
 
+# A reader that stops early: closing the directory cancels the LIST of the next page that
+# is in flight (held at the proxy), it is not left waiting for the server.
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT"
+proxy_mode '{"hold": {"kind": "LIST", "path_re": "continuation-token"}}'
+python3 - "$mp/many" <<'EOF' &
+import os, sys, time
+it = os.scandir(sys.argv[1])
+next(it)  # the first page is there; the next one is asked for and held
+time.sleep(1.5)
+it.close()
+EOF
+reader=$!
+harness_wait_for '[[ $(proxy_stat held_requests) == 1 ]]' 10 || fail "no next-page LIST was held"
+wait "$reader" || fail "reading the first entries failed"
+harness_wait_for '[[ $(proxy_stat held_requests) == 0 ]]' 5 ||
+	fail "closing the directory left its next-page LIST in flight"
+pass "closing the directory cancelled the LIST in flight"
+proxy_mode '{}'
+objfs_umount "$mp"
+
+# A directory of more than one LIST page is handed out while its later pages are fetched.
+# What that must still get right: an object "x" (page 1) and a prefix "x/" (page 2, after the
+# 1,000 keys "x.NNNN") are one name, the object; pending changes (a removal, a new file,
+# held back by a long settle) win over what the store lists.
+mix=$HARNESS_DIR/mix
+mkdir -p "$mix"
+for ((i = 0; i < 1000; i++)); do printf '%d' "$i" >"$mix/$(printf 'x.%04d' "$i")"; done
+echo z >"$mix/zzz"
+env -u AWS_CA_BUNDLE RCLONE_CONFIG="" rclone copy "$mix" ":s3:$bucket/mix" --s3-provider Other \
+	--s3-endpoint "$S3_ENDPOINT" --s3-force-path-style=true --s3-region "$S3_REGION" \
+	--s3-access-key-id "$AWS_ACCESS_KEY_ID" --s3-secret-access-key "$AWS_SECRET_ACCESS_KEY" \
+	--s3-no-check-bucket --s3-no-head --no-check-dest --transfers 32 --checkers 32 \
+	--log-level ERROR || fail "rclone upload of the mixed directory failed"
+echo object >"$HARNESS_DIR/x"
+s3c put --no-progress "$HARNESS_DIR/x" "s3://$bucket/mix/x" >/dev/null || fail "s3cmd put failed"
+s3c put --no-progress "$HARNESS_DIR/x" "s3://$bucket/mix/x/inner" >/dev/null || fail "s3cmd put failed"
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,settle=600s"
+rm "$mp/mix/x.0500" || fail "rm through the mount failed"
+echo new >"$mp/mix/new" || fail "writing through the mount failed"
+proxy_reset
+ls -l "$mp/mix" >"$HARNESS_DIR/mix.out" || fail "ls -l of the mixed directory failed"
+assert_le 2 "$(proxy_stat requests.LIST)" "the mixed directory took more than one LIST page"
+awk 'NR > 1 { print $NF }' "$HARNESS_DIR/mix.out" | sort >"$HARNESS_DIR/mix.names"
+assert_eq "$(uniq -d "$HARNESS_DIR/mix.names" | head -3 | tr '\n' ' ')" "" "no name listed twice"
+assert_eq "$(wc -l <"$HARNESS_DIR/mix.names")" 1002 "x, 999 x.NNNN, new, zzz"
+grep -qx 'x.0500' "$HARNESS_DIR/mix.names" && fail "a pending removal is listed"
+grep -qx 'new' "$HARNESS_DIR/mix.names" || fail "a pending new file is not listed"
+assert_eq "$(awk '$NF == "x" { print substr($1, 1, 1) }' "$HARNESS_DIR/mix.out")" "-" \
+	"the object x wins over the prefix x/"
+assert_eq "$(cat "$mp/mix/x.0999")" 999 "an entry of the second page reads"
 objfs_umount "$mp"

@@ -194,7 +194,9 @@ part_c() {
 		fail "(c) objfs sync with a full journal disk failed: $(cat "$HARNESS_DIR/sync-c.out"; objfs_ctl status | grep -E 'queued|error')"
 	pass "(c) objfs sync returned 0: the uploads were committed on the full disk"
 	for ((i = 0; i < n; i++)); do echo "c/e$i"; done | LC_ALL=C sort >"$HARNESS_DIR/c.want"
-	sync_keys "$bucket" c/e >"$HARNESS_DIR/c.have"
+	# the file whose close failed may be there (empty) when its create was journalled and
+	# only touch's later change hit the full disk; nothing else may differ
+	sync_keys "$bucket" c/e | grep -vx "c/e$n" >"$HARNESS_DIR/c.have" || true
 	diff "$HARNESS_DIR/c.want" "$HARNESS_DIR/c.have" >/dev/null ||
 		fail "(c) the bucket does not hold the $n files: $(diff "$HARNESS_DIR/c.want" "$HARNESS_DIR/c.have" | head -5)"
 	pass "(c) all $n files are at the server"

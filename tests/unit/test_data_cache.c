@@ -548,6 +548,23 @@ static void test_readahead_cancelled_on_close(void **state)
 	data_cache_close(f);
 }
 
+/* A read far from the read-ahead of f (started by start_slow_read_ahead): at least
+ * want_cancelled GETs stop within ms, nothing stays fetching, every job counts as cancelled,
+ * and little was fetched. The store is fast again afterwards. */
+static void seek_away_cancels(struct fixture *fx, struct data_cache_file *f,
+			      struct fake_object *o, unsigned want_cancelled, int ms)
+{
+	read_check(f, o, 30 * BS + 10, 100);
+	assert_true(wait_count(&fx->fs, &fx->fs.cancelled, want_cancelled, ms));
+	for (int i = 0; i < 2000 && stats(fx).bytes_fetching > 0; i++)
+		usleep(1000);
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.bytes_fetching, 0);
+	assert_int_equal(s.readahead_cancelled, s.readahead_started);
+	assert_true(s.bytes_fetched < 3 * BS);
+	fx->fs.chunk_delay_us = 0;
+}
+
 static void test_readahead_cancelled_on_seek(void **state)
 {
 	struct fixture *fx = *state;
@@ -556,18 +573,63 @@ static void test_readahead_cancelled_on_seek(void **state)
 
 	/* far away: the read-ahead is no longer wanted; it is cancelled before this read's
 	 * own (slow, one block) fetch starts, and stops within a chunk */
-	read_check(f, o, 30 * BS + 10, 100);
-	assert_true(wait_count(&fx->fs, &fx->fs.cancelled, 2, 100));
-	for (int i = 0; i < 2000 && stats(fx).bytes_fetching > 0; i++)
-		usleep(1000);
-	struct data_cache_stats s = stats(fx);
-	assert_int_equal(s.bytes_fetching, 0);
-	assert_int_equal(s.readahead_cancelled, s.readahead_started);
-	assert_true(s.bytes_fetched < 3 * BS);
-	fx->fs.chunk_delay_us = 0;
+	seek_away_cancels(fx, f, o, 2, 100);
 	/* near reads, sequential again, still correct */
 	read_check(f, o, 30 * BS + 110, 5000);
 	read_check(f, o, 2 * BS, 100);
+	data_cache_close(f);
+}
+
+/* Consecutive blocks queued for read-ahead go in one GET of at most read_ahead_chunk. */
+static void test_readahead_coalesced(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+	unsigned background = 0, multi = 0;
+	uint64_t longest = 0;
+
+	fx->cfg.read_ahead = 16 * BS;
+	fx->cfg.read_ahead_chunk = 4 * BS;
+	fx->fs.chunk_delay_us = 2000;
+	start_cache(fx);
+	o = fake_add(&fx->fs, "seq", "e", 48 * BS + 123);
+	f = open_obj(fx, o);
+	for (uint64_t off = 0; off < o->size; off += BS / 2)
+		read_check(f, o, off, BS / 2);
+	data_cache_close(f);
+
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.bytes_fetched, o->size); /* nothing fetched twice */
+	assert_int_equal(fx->fs.bytes, o->size);
+	for (unsigned i = 0; i < fx->fs.n_calls; i++) {
+		if (!fx->fs.calls[i].background)
+			continue;
+		background++;
+		multi += fx->fs.calls[i].len > BS;
+		if (fx->fs.calls[i].len > longest)
+			longest = fx->fs.calls[i].len;
+		assert_int_equal(fx->fs.calls[i].off % BS, 0);
+	}
+	assert_true(background >= 4);
+	assert_true(multi >= 2);         /* runs of blocks, not one GET a block */
+	assert_true(longest <= 4 * BS);  /* never more than a chunk */
+	assert_true(fx->fs.max_in_flight >= 2);
+}
+
+/* A coalesced GET is cancelled once no block of it is wanted. */
+static void test_readahead_coalesced_cancelled_on_seek(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+
+	fx->cfg.read_ahead_chunk = 4 * BS;
+	f = start_slow_read_ahead(fx, &o);
+	seek_away_cancels(fx, f, o, 1, 200);
+	assert_int_equal(fake_count(&fx->fs, &fx->fs.in_flight), 0);
+	read_check(f, o, 2 * BS, 100); /* the cancelled blocks fetch again, correctly */
+	read_check(f, o, 6 * BS - 50, 100);
 	data_cache_close(f);
 }
 
@@ -987,6 +1049,8 @@ int main(void)
 		T(test_readahead_parallel),
 		T(test_readahead_cancelled_on_close),
 		T(test_readahead_cancelled_on_seek),
+		T(test_readahead_coalesced),
+		T(test_readahead_coalesced_cancelled_on_seek),
 		T(test_concurrent_reader_waits),
 		T(test_etag_change_drops_old_data),
 		T(test_store_errors_not_cached),

@@ -123,7 +123,7 @@ static size_t sample_records(struct journal_record *rec, struct store_attr *attr
 	size_t n = 0;
 
 	sample_attr(attr);
-	memset(rec, 0, 8 * sizeof(*rec));
+	memset(rec, 0, 9 * sizeof(*rec));
 	rec[n++] = (struct journal_record){.type = JOURNAL_PUT_FILE, .seq = 1, .time_ms = 11,
 					   .flags = JOURNAL_HAS_ATTR, .key = "dir/file one.txt",
 					   .spool = "abc-1", .attr = *attr};
@@ -144,6 +144,11 @@ static size_t sample_records(struct journal_record *rec, struct store_attr *attr
 	rec[n++] = (struct journal_record){.type = JOURNAL_MPU_STARTED, .seq = 7, .ref = 1,
 					   .key = "dir/file one.txt", .upload_id = "upl/oad+id=="};
 	rec[n++] = (struct journal_record){.type = JOURNAL_DONE, .ref = 6, .time_ms = 99};
+	/* a small file: its content travels in the record as well */
+	rec[n++] = (struct journal_record){.type = JOURNAL_PUT_FILE, .seq = 8, .time_ms = 13,
+					   .flags = JOURNAL_HAS_ATTR | JOURNAL_HAS_DATA,
+					   .key = "small", .spool = "abc-3", .data = (void *)bin,
+					   .len = sizeof(bin), .attr = *attr};
 	return n;
 }
 
@@ -221,7 +226,7 @@ static void test_crc32_vector(void **state)
 static void test_round_trip(void **state)
 {
 	struct fixture *f = *state;
-	struct journal_record rec[8];
+	struct journal_record rec[9];
 	struct store_attr attr;
 	struct collected c = {0};
 	uint64_t torn = 1;
@@ -252,7 +257,7 @@ static void test_round_trip(void **state)
 static void test_torn_tail_every_length(void **state)
 {
 	struct fixture *f = *state;
-	struct journal_record rec[8];
+	struct journal_record rec[9];
 	struct store_attr attr;
 	char err[256];
 	size_t n = sample_records(rec, &attr);
@@ -303,7 +308,7 @@ static void test_torn_tail_every_length(void **state)
 static void test_corrupt_tail(void **state)
 {
 	struct fixture *f = *state;
-	struct journal_record rec[8];
+	struct journal_record rec[9];
 	struct store_attr attr;
 	struct collected c = {0};
 	uint64_t torn;
@@ -386,7 +391,7 @@ static void test_decode_malformed_payload(void **state)
 static void test_append_enospc_rolls_back(void **state)
 {
 	struct fixture *f = *state;
-	struct journal_record rec[8];
+	struct journal_record rec[9];
 	struct store_attr attr;
 	struct collected c = {0};
 	uint64_t torn;
@@ -429,7 +434,7 @@ static void test_append_enospc_rolls_back(void **state)
 static void test_rewrite(void **state)
 {
 	struct fixture *f = *state;
-	struct journal_record rec[8];
+	struct journal_record rec[9];
 	struct store_attr attr;
 	struct collected c = {0};
 	uint64_t torn;
