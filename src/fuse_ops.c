@@ -84,6 +84,7 @@ struct fo_handle {
 	 * in handles fo_open made (the others never have a dcf). */
 	pthread_rwlock_t dcf_lock;
 	bool dcf_lock_ready;
+	struct fo_handle *open_prev, *open_next; /* fo_open_files */
 };
 
 /* One name of a directory listing being built. */
@@ -107,6 +108,34 @@ static struct fuse_ops_fs *fo_fs(void)
 {
 	return fuse_get_context()->private_data;
 }
+
+/* Every open file and directory handle, so that those the kernel never released (a RELEASE
+ * still queued when the mount went away) are freed by fuse_ops_release_all. */
+static pthread_mutex_t fo_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fo_handle *fo_open_files;
+static struct fo_dir *fo_open_dirs;
+
+#define FO_TRACK(head, h)                                                                      \
+	do {                                                                                   \
+		pthread_mutex_lock(&fo_open_lock);                                             \
+		(h)->open_prev = NULL;                                                         \
+		(h)->open_next = (head);                                                       \
+		if (head)                                                                      \
+			(head)->open_prev = (h);                                               \
+		(head) = (h);                                                                  \
+		pthread_mutex_unlock(&fo_open_lock);                                           \
+	} while (0)
+#define FO_UNTRACK(head, h)                                                                    \
+	do {                                                                                   \
+		pthread_mutex_lock(&fo_open_lock);                                             \
+		if ((h)->open_prev)                                                            \
+			(h)->open_prev->open_next = (h)->open_next;                            \
+		else                                                                           \
+			(head) = (h)->open_next;                                               \
+		if ((h)->open_next)                                                            \
+			(h)->open_next->open_prev = (h)->open_prev;                            \
+		pthread_mutex_unlock(&fo_open_lock);                                           \
+	} while (0)
 
 static const char *fo_key(const char *path)
 {
@@ -1145,6 +1174,7 @@ static void fo_nameset_free(struct fo_nameset *ns)
  * the lister, the only other thread that touches the handle.
  */
 struct fo_dir {
+	struct fo_dir *open_prev, *open_next; /* fo_open_dirs */
 	struct fuse_ops_fs *fs;
 	char *key, *prefix;
 	struct fo_list list; /* what readdir hands out; offset = index + 3 */
@@ -1506,6 +1536,7 @@ static int fo_open(const char *path, struct fuse_file_info *fi)
 		if (rv)
 			goto fail;
 	}
+	FO_TRACK(fo_open_files, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 fail:
@@ -1552,6 +1583,7 @@ static int fo_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 			fo_changed(fs, key, &ma);
 		}
 	}
+	FO_TRACK(fo_open_files, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 fail:
@@ -1712,6 +1744,7 @@ static int fo_release(const char *path, struct fuse_file_info *fi)
 
 	if (h->writable && h->sf && staging_is_dirty(h->sf))
 		rv = staging_publish(h->sf, fo_publish, fs);
+	FO_UNTRACK(fo_open_files, h);
 	fo_handle_free(fs, h);
 	return -rv;
 }
@@ -2244,8 +2277,20 @@ static int fo_opendir(const char *path, struct fuse_file_info *fi)
 	dh->key = key;
 	pthread_mutex_init(&dh->lock, NULL);
 	pthread_cond_init(&dh->grown, NULL);
+	FO_TRACK(fo_open_dirs, dh);
 	fi->fh = (uint64_t)(uintptr_t)dh;
 	return 0;
+}
+
+/* Stop the lister, free the handle. */
+static void fo_dir_free(struct fo_dir *dh)
+{
+	fo_dir_reset(dh);
+	pthread_mutex_destroy(&dh->lock);
+	pthread_cond_destroy(&dh->grown);
+	free(dh->prefix);
+	free(dh->key);
+	free(dh);
 }
 
 static int fo_releasedir(const char *path, struct fuse_file_info *fi)
@@ -2253,14 +2298,34 @@ static int fo_releasedir(const char *path, struct fuse_file_info *fi)
 	struct fo_dir *dh = (struct fo_dir *)(uintptr_t)fi->fh;
 
 	if (dh) {
-		fo_dir_reset(dh);
-		pthread_mutex_destroy(&dh->lock);
-		pthread_cond_destroy(&dh->grown);
-		free(dh->prefix);
-		free(dh->key);
-		free(dh);
+		FO_UNTRACK(fo_open_dirs, dh);
+		fo_dir_free(dh);
 	}
 	return 0;
+}
+
+void fuse_ops_release_all(struct fuse_ops_fs *fs)
+{
+	struct fo_handle *h, *files;
+	struct fo_dir *dh, *dirs;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&fo_open_lock);
+	files = fo_open_files;
+	dirs = fo_open_dirs;
+	fo_open_files = NULL;
+	fo_open_dirs = NULL;
+	pthread_mutex_unlock(&fo_open_lock);
+	for (; (h = files); n++) {
+		files = h->open_next;
+		fo_handle_free(fs, h);
+	}
+	for (; (dh = dirs); n++) {
+		dirs = dh->open_next;
+		fo_dir_free(dh);
+	}
+	if (n)
+		log_notice("freed %u handle(s) the kernel did not release before the unmount", n);
 }
 
 static const struct fuse_operations fo_table = {

@@ -37,5 +37,9 @@ struct fuse_ops_fs {
 
 struct fuse_operations;
 const struct fuse_operations *fuse_ops_table(void);
+/* After the FUSE loop has ended: free the file and directory handles the kernel did not
+ * release (a RELEASE still queued when the mount went away), before the caches, staging
+ * and sync they use are destroyed. */
+void fuse_ops_release_all(struct fuse_ops_fs *fs);
 
 #endif

@@ -858,6 +858,7 @@ static void mount_stop(struct mount_state *ms)
 	}
 	ctl_server_stop(ms->ctl);
 	ms->ctl = NULL;
+	fuse_ops_release_all(&ms->fs);
 	if (ms->sync) {
 		struct sync_stats st;
 
