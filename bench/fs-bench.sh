@@ -72,6 +72,10 @@ for ((i = 0; i < SF_N; i++)); do
 	head -c $((SF_KIB << 10)) /dev/urandom >"$W/small/d$((i % 20))/f$i"
 done
 
+# the fixtures' dirty pages would otherwise be written back during the first workloads
+sync
+echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+
 # count objects under a prefix at the server (paged ListObjectsV2 by objfs's own CLI, which
 # does not go through any mount or the proxy)
 server_count() {
