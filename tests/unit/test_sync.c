@@ -785,6 +785,31 @@ static void random_bytes(unsigned char *p, size_t n, unsigned seed)
 
 /* ---- tests ---- */
 
+/* A child process with a started sync on x's cache (a daemon to kill): returns 0 in it (which
+ * must _exit), its pid in the parent. */
+static pid_t fork_sync(struct fx *x)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char err[256];
+		x->s = sync_create(&x->cfg, &x->f->st, err, sizeof(err));
+		if (!x->s || sync_start(x->s))
+			_exit(2);
+	}
+	return pid;
+}
+
+static void wait_child_ok(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_upload_and_drain(void **state)
 {
 	struct fx *x = *state;
@@ -918,10 +943,7 @@ static void test_crash_replay(void **state)
 			_exit(5);
 		_exit(0);
 	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	wait_child_ok(pid);
 
 	snprintf(path, sizeof(path), "%s/spool/orphan", x->cache);
 	int ofd = open(path, O_WRONLY | O_CREAT, 0600);
@@ -1008,10 +1030,7 @@ static void test_done_survives_crash(void **state)
 			_exit(3);
 		_exit(0); /* no destroy, no compaction */
 	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	wait_child_ok(pid);
 	assert_int_equal(live_puts(x), 1); /* a and b have their DONE records */
 	x->s = open_sync(x);
 	sync_get_stats(x->s, &st);
@@ -1036,13 +1055,8 @@ static void test_compaction_then_crash(void **state)
 
 	random_bytes(data, n, 5);
 	x->cfg.journal_compact_bytes = 4096;
-	pid_t pid = fork();
-	assert_true(pid >= 0);
+	pid_t pid = fork_sync(x);
 	if (pid == 0) {
-		char err[256];
-		x->s = sync_create(&x->cfg, &x->f->st, err, sizeof(err));
-		if (!x->s || sync_start(x->s))
-			_exit(2);
 		gate_keys(x->f, "held", "big", NULL);
 		gate_op(x->f, OP_PUT, true);
 		gate_op(x->f, OP_MPU_PART, true);
@@ -1066,10 +1080,7 @@ static void test_compaction_then_crash(void **state)
 		} /* 300 files x ~2 records would be ~90 KiB uncompacted */
 		_exit(0);
 	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	wait_child_ok(pid);
 
 	x->s = open_sync(x);
 	sync_get_stats(x->s, &st);
@@ -1131,20 +1142,14 @@ static void test_inline_copy_rebuilds_spool(void **state)
 	char spool[3][PATH_MAX + 300], small_data[100];
 	size_t big_n = 300u << 10;
 	unsigned char *big = malloc(big_n);
-	int status;
 
 	assert_non_null(big);
 	random_bytes(big, big_n, 9);
 	for (size_t i = 0; i < sizeof(small_data); i++)
 		small_data[i] = (char)('a' + i % 26);
 	/* a daemon that journals three files and dies before uploading any (kill -9) */
-	pid_t pid = fork();
-	assert_true(pid >= 0);
+	pid_t pid = fork_sync(x);
 	if (pid == 0) {
-		char err[256];
-		x->s = sync_create(&x->cfg, &x->f->st, err, sizeof(err));
-		if (!x->s || sync_start(x->s))
-			_exit(2);
 		gate_op(x->f, OP_PUT, true);
 		gate_op(x->f, OP_MPU_PART, true);
 		if (put_bytes(x, "small", small_data, sizeof(small_data)) ||
@@ -1152,9 +1157,7 @@ static void test_inline_copy_rebuilds_spool(void **state)
 			_exit(3);
 		_exit(0);
 	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	wait_child_ok(pid);
 
 	/* the spool files, told apart by size (opening a sync here would replay and compact) */
 	char dir[PATH_MAX];
@@ -1344,6 +1347,22 @@ static void test_multipart_parallel(void **state)
 	free(data);
 }
 
+/* After a multipart upload was given up and another one finished: aborts MPU aborts in all,
+ * upload number aborted aborted, number completed completed, key holding data. */
+static void assert_upload_redone(struct fx *x, unsigned aborts, size_t aborted, size_t completed,
+				 const char *key, const void *data, size_t n)
+{
+	pthread_mutex_lock(&x->f->lock);
+	assert_int_equal(x->f->ok[OP_MPU_ABORT], aborts);
+	assert_true(x->f->up[aborted].aborted);
+	assert_true(x->f->up[completed].completed);
+	struct fake_obj *o = fake_find(x->f, key);
+	assert_non_null(o);
+	assert_int_equal(o->len, n);
+	assert_memory_equal(o->data, data, n);
+	pthread_mutex_unlock(&x->f->lock);
+}
+
 /* A multipart upload recorded as started but not finished is aborted on the next mount and
  * the file uploaded again. */
 static void test_multipart_abort_on_replay(void **state)
@@ -1371,16 +1390,8 @@ static void test_multipart_abort_on_replay(void **state)
 
 	start(x);
 	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
-	pthread_mutex_lock(&x->f->lock);
-	assert_int_equal(x->f->ok[OP_MPU_ABORT], 1);
-	assert_true(x->f->up[0].aborted);
 	assert_int_equal(x->f->n_up, 2);
-	assert_true(x->f->up[1].completed);
-	struct fake_obj *o = fake_find(x->f, "big");
-	assert_non_null(o);
-	assert_int_equal(o->len, n);
-	assert_memory_equal(o->data, data, n);
-	pthread_mutex_unlock(&x->f->lock);
+	assert_upload_redone(x, 1, 0, 1, "big", data, n);
 	free(data);
 
 	/* and a failing part aborts the upload at once, then retries */
@@ -1392,14 +1403,7 @@ static void test_multipart_abort_on_replay(void **state)
 	pthread_mutex_unlock(&x->f->lock);
 	assert_int_equal(put_bytes(x, "big2", data, n), 0);
 	assert_int_equal(sync_wait_key(x->s, "big2", 5000), 0);
-	pthread_mutex_lock(&x->f->lock);
-	assert_int_equal(x->f->ok[OP_MPU_ABORT], 2);
-	assert_true(x->f->up[2].aborted);
-	assert_true(x->f->up[3].completed);
-	o = fake_find(x->f, "big2");
-	assert_non_null(o);
-	assert_memory_equal(o->data, data, n);
-	pthread_mutex_unlock(&x->f->lock);
+	assert_upload_redone(x, 2, 2, 3, "big2", data, n);
 	free(data);
 }
 
@@ -1808,14 +1812,7 @@ static void test_stream_given_up(void **state)
 	assert_int_equal(sync_put_file_stream(x->s, "big", copy, &a, st), 0);
 	unlink(copy);
 	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
-	pthread_mutex_lock(&x->f->lock);
-	assert_int_equal(x->f->ok[OP_MPU_ABORT], 2);
-	assert_true(x->f->up[1].aborted);
-	assert_true(x->f->up[2].completed);
-	struct fake_obj *o = fake_find(x->f, "big");
-	assert_non_null(o);
-	assert_memory_equal(o->data, data, n);
-	pthread_mutex_unlock(&x->f->lock);
+	assert_upload_redone(x, 2, 1, 2, "big", data, n);
 	free(data);
 }
 
