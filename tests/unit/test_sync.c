@@ -1078,6 +1078,7 @@ static void test_compaction_then_crash(void **state)
 				(unsigned long long)st.journal_bytes, x->f->n_up);
 			_exit(5);
 		} /* 300 files x ~2 records would be ~90 KiB uncompacted */
+		free(data); /* valgrind checks the child's leaks at its exit too */
 		_exit(0);
 	}
 	wait_child_ok(pid);
@@ -1155,6 +1156,7 @@ static void test_inline_copy_rebuilds_spool(void **state)
 		if (put_bytes(x, "small", small_data, sizeof(small_data)) ||
 		    put_bytes(x, "small2", small_data + 10, 20) || put_bytes(x, "big", big, big_n))
 			_exit(3);
+		free(big); /* valgrind checks the child's leaks at its exit too */
 		_exit(0);
 	}
 	wait_child_ok(pid);
