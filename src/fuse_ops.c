@@ -438,8 +438,8 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 
 /* ---- listings ---- */
 
-static int fo_list_add(struct fo_list *l, const char *name, size_t len, const struct meta_attr *ma,
-		       int prio, bool removed, bool need_head)
+/* A new zeroed entry at the end of l (n counts it), or NULL (ENOMEM). */
+static struct fo_ent *fo_list_slot(struct fo_list *l)
 {
 	struct fo_ent *e;
 
@@ -448,15 +448,27 @@ static int fo_list_add(struct fo_list *l, const char *name, size_t len, const st
 
 		e = realloc(l->v, cap * sizeof(*e));
 		if (!e)
-			return ENOMEM;
+			return NULL;
 		l->v = e;
 		l->cap = cap;
 	}
-	e = &l->v[l->n];
+	e = &l->v[l->n++];
 	memset(e, 0, sizeof(*e));
-	e->name = strndup(name, len);
-	if (!e->name)
+	return e;
+}
+
+static int fo_list_add(struct fo_list *l, const char *name, size_t len, const struct meta_attr *ma,
+		       int prio, bool removed, bool need_head)
+{
+	struct fo_ent *e = fo_list_slot(l);
+
+	if (!e)
 		return ENOMEM;
+	e->name = strndup(name, len);
+	if (!e->name) {
+		l->n--;
+		return ENOMEM;
+	}
 	if (ma) {
 		e->attr = *ma;
 		e->have_attr = true;
@@ -464,7 +476,6 @@ static int fo_list_add(struct fo_list *l, const char *name, size_t len, const st
 	e->prio = prio;
 	e->removed = removed;
 	e->need_head = need_head;
-	l->n++;
 	return 0;
 }
 
@@ -1204,7 +1215,7 @@ static int fo_dir_take_page(struct fo_dir *dh, struct fo_list *page)
 	int rv = 0;
 
 	for (size_t i = 0; i < page->n; i++) {
-		struct fo_ent *e = &page->v[i];
+		struct fo_ent *e = &page->v[i], *to;
 		bool object = e->attr.flags & META_FROM_LIST;
 
 		if (rv ||
@@ -1214,18 +1225,12 @@ static int fo_dir_take_page(struct fo_dir *dh, struct fo_list *page)
 			free(e->name);
 			continue;
 		}
-		if (dh->list.n == dh->list.cap) {
-			size_t cap = dh->list.cap ? 2 * dh->list.cap : 1024;
-			struct fo_ent *v = realloc(dh->list.v, cap * sizeof(*v));
-			if (!v) {
-				rv = ENOMEM;
-				free(e->name);
-				continue;
-			}
-			dh->list.v = v;
-			dh->list.cap = cap;
+		if (!(to = fo_list_slot(&dh->list))) {
+			rv = ENOMEM;
+			free(e->name);
+			continue;
 		}
-		dh->list.v[dh->list.n++] = *e;
+		*to = *e; /* the name moves with it */
 		if (object)
 			rv = fo_nameset_add(&dh->objects, e->name);
 	}
@@ -1323,16 +1328,19 @@ static int fo_dir_start(struct fuse_ops_fs *fs, struct fo_dir *dh)
 	/* Split: pending entries (prio 0) into pend, the page into first. */
 	first.prefix = dh->prefix;
 	dh->pend.prefix = dh->prefix;
-	for (size_t i = 0; i < dh->list.n && !rv; i++) {
+	for (size_t i = 0; i < dh->list.n; i++) {
 		struct fo_ent *e = &dh->list.v[i];
-		struct fo_list *to = e->prio == 0 ? &dh->pend : &first;
+		struct fo_ent *to = rv ? NULL : fo_list_slot(e->prio == 0 ? &dh->pend : &first);
 
-		rv = fo_list_add(to, e->name, strlen(e->name), e->have_attr ? &e->attr : NULL,
-				 e->prio, e->removed, e->need_head);
-		if (!rv)
-			to->v[to->n - 1].attr = e->attr;
+		if (!to) {
+			rv = ENOMEM;
+			free(e->name);
+			continue;
+		}
+		*to = *e; /* the name moves with it */
 	}
-	fo_list_free(&dh->list);
+	free(dh->list.v);
+	memset(&dh->list, 0, sizeof(dh->list));
 	fo_list_merge(&dh->pend, false);
 	for (size_t i = 0; i < dh->pend.n && !rv; i++) {
 		struct fo_ent *e = &dh->pend.v[i];

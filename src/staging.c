@@ -404,11 +404,6 @@ static void staging_follow(struct staging_file *f, const struct staging_stream_o
 		f->stream_ops->grew(f->stream, f->size);
 }
 
-ssize_t staging_write(struct staging_file *f, const void *buf, size_t len, uint64_t off)
-{
-	return staging_write_follow(f, buf, len, off, NULL, NULL, 0);
-}
-
 ssize_t staging_write_follow(struct staging_file *f, const void *buf, size_t len, uint64_t off,
 			     const struct staging_stream_ops *ops, void *ud, uint64_t min_size)
 {

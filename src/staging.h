@@ -82,10 +82,10 @@ int staging_list(struct staging *sg, const char *dir_prefix, void (*cb)(void *ud
 /* Drop a reference; the last one removes the staged file (publish first). */
 void staging_release(struct staging *sg, struct staging_file *f);
 
-/* Writes and truncates copy up first when needed; both mark the file dirty and set mtime. */
-ssize_t staging_write(struct staging_file *f, const void *buf, size_t len, uint64_t off);
-/* staging_write, then let ops (with ud) start a follower of the appended content once the
- * size reaches min_size, or feed the one attached. */
+/* Writes and truncates copy up first when needed; both mark the file dirty and set mtime.
+ * Write len bytes of buf at off; then let ops (with ud; may be NULL) start a follower of the
+ * appended content once the size reaches min_size, or feed the one attached. The bytes
+ * written or -errno. */
 ssize_t staging_write_follow(struct staging_file *f, const void *buf, size_t len, uint64_t off,
 			     const struct staging_stream_ops *ops, void *ud, uint64_t min_size);
 int staging_truncate(struct staging_file *f, uint64_t size);
