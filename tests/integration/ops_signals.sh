@@ -112,8 +112,14 @@ pass "with dest=, one SIGHUP line names the source and the dest bucket"
 objfs_umount "$mp"
 
 # ---- 5. mount_wait logs its first failure, then one line every 10 s (not every retry) ----
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])') # free now, and nothing listens on it
+# A port bound but never listened on: connections are refused, and no other process (tests
+# run two at a time) can take it meanwhile, as it could take a port found free and let go.
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True); time.sleep(120)' >"$HARNESS_DIR/refused.port" &
+harness_register_pid $!
+harness_wait_for "[[ -s $HARNESS_DIR/refused.port ]]" 10 || fail "no port to refuse connections"
+port=$(cat "$HARNESS_DIR/refused.port")
 mp2=$(objfs_mountpoint signals-wait)
 wlog=$HARNESS_DIR/mount-wait.log
 harness_register_log "$wlog"
