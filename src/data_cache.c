@@ -16,6 +16,14 @@
  * which never takes a pinned block (a reader is copying out of it). Space is reserved
  * before a fetch starts, so present + fetching bytes never exceed max_bytes.
  *
+ * Read-ahead into memory: while dc->mem_max allows, a read-ahead job fetches its block into
+ * a memory buffer instead of the file (the store's get_iov). Such a block is PRESENT with
+ * b->mem set; it is not in the LRU and not counted in present_bytes, and it is released as
+ * soon as no reader's window holds it (the reader has passed it, moved elsewhere or closed
+ * the file). A stream is then read without a write to and a read from the cache file, which
+ * are most of the CPU a sequential read costs; the kernel's page cache keeps what was read.
+ * Read-ahead beyond the memory, and every block a reader fetches itself, go to the file.
+ *
  * The cache is not persistent: nothing records across mounts which blocks of a file hold
  * valid data, so data_cache_create empties cache_dir/data and destroy removes the files.
  */
@@ -26,6 +34,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -47,6 +56,9 @@
 /* After a read-ahead of a version fails, read ahead of it again only after this long: a
  * failing store should not get a failing background GET for every read. */
 #define DC_READ_AHEAD_PAUSE_MS 1000
+/* A block in memory stays while a reader is at most this many blocks past it (the kernel's
+ * parallel reads come a little out of order). */
+#define DC_MEM_BEHIND 2
 /* dc_fetch_run could not reserve room in the cache: serve the read without caching. */
 #define DC_NO_ROOM ENOBUFS
 
@@ -56,8 +68,10 @@ struct dc_version;
 struct dc_job;
 
 struct dc_block {
-	struct dc_block *lru_prev, *lru_next; /* dc->lru while PRESENT */
-	struct dc_version *v;                 /* set while PRESENT (for the LRU walk) */
+	/* dc->lru while PRESENT in the file; v->mem_head while PRESENT in memory */
+	struct dc_block *lru_prev, *lru_next;
+	struct dc_version *v;                 /* set while PRESENT in the file (LRU walk) */
+	char *mem;                            /* its buffer while fetched into or in memory */
 	struct dc_job *job;                   /* FETCHING by read-ahead: its job; else NULL */
 	uint32_t pins;                        /* readers copying out of it */
 	uint32_t waiters;                     /* readers waiting for FETCHING to end */
@@ -80,7 +94,8 @@ struct dc_version {
 	int fd;           /* -1 while no handle or job uses the version */
 	unsigned n_open;  /* handles not yet freed (closing ones included) */
 	unsigned n_jobs;  /* read-ahead jobs queued or running */
-	uint64_t n_present;
+	uint64_t n_present;               /* blocks PRESENT in the file */
+	struct dc_block *mem_head;        /* blocks PRESENT in memory */
 	int64_t read_ahead_paused_until; /* dc_now_ms() */
 	bool dropped;
 	struct data_cache_file *handles; /* handles that may still read (have a window) */
@@ -128,6 +143,9 @@ struct data_cache {
 	struct dc_block *lru_head, *lru_tail; /* head = least recently used */
 	struct dc_job *queue_head, *queue_tail;
 	uint64_t present_bytes, fetching_bytes;
+	uint64_t mem_max, mem_bytes; /* read-ahead memory: a block size per buffer in use */
+	void *mem_pool;              /* unused buffers, each holding the next one's address */
+	uint64_t trimmed_at;         /* stats.reads_handed_over at the last malloc_trim */
 	uint64_t name_seq;
 	bool stopping;
 	bool punch_warned;
@@ -229,6 +247,90 @@ static void dc_lru_touch(struct data_cache *dc, struct dc_block *b)
 	}
 }
 
+/* ---- read-ahead memory ---------------------------------------------------------------- */
+
+/* A block buffer, or NULL when the memory for read-ahead is used up (or not allowed). */
+static char *dc_mem_get(struct data_cache *dc)
+{
+	void *p;
+
+	if (dc->mem_bytes + dc->block_size > dc->mem_max)
+		return NULL;
+	if ((p = dc->mem_pool))
+		dc->mem_pool = *(void **)p;
+	else if (!(p = malloc(dc->block_size)))
+		return NULL;
+	dc->mem_bytes += dc->block_size;
+	return p;
+}
+
+/* No read-ahead buffer is in use: give the memory back, also what the heap keeps of the
+ * buffers libfuse freed (see data_cache_create). */
+static void dc_mem_pool_free(struct data_cache *dc)
+{
+	bool any = dc->mem_pool != NULL;
+
+	while (dc->mem_pool) {
+		void *p = dc->mem_pool;
+		dc->mem_pool = *(void **)p;
+		free(p);
+	}
+	if (any || dc->stats.reads_handed_over != dc->trimmed_at) {
+		dc->trimmed_at = dc->stats.reads_handed_over;
+		malloc_trim(0);
+	}
+}
+
+static void dc_mem_put(struct data_cache *dc, char *p)
+{
+	*(void **)p = dc->mem_pool;
+	dc->mem_pool = p;
+	dc->mem_bytes -= dc->block_size;
+	if (dc->mem_bytes == 0)
+		dc_mem_pool_free(dc); /* no stream reads ahead now: give the memory back */
+}
+
+static void dc_mem_list_remove(struct dc_version *v, struct dc_block *b)
+{
+	if (b->lru_prev)
+		b->lru_prev->lru_next = b->lru_next;
+	else
+		v->mem_head = b->lru_next;
+	if (b->lru_next)
+		b->lru_next->lru_prev = b->lru_prev;
+	b->lru_prev = b->lru_next = NULL;
+}
+
+/* A block PRESENT in memory becomes ABSENT. */
+static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct dc_block *b)
+{
+	dc_mem_list_remove(v, b);
+	dc_mem_put(dc, b->mem);
+	b->mem = NULL;
+	b->state = DC_ABSENT;
+}
+
+/* Whether a reader of v may still read block i from memory. */
+static bool dc_mem_wanted(const struct dc_version *v, uint64_t i)
+{
+	for (const struct data_cache_file *h = v->handles; h; h = h->next)
+		if (h->has_read && i + DC_MEM_BEHIND >= h->win_lo && i < h->win_hi)
+			return true;
+	return false;
+}
+
+/* Release v's blocks in memory that no reader wants (and nobody copies out of). */
+static void dc_mem_drop_unwanted(struct data_cache *dc, struct dc_version *v)
+{
+	struct dc_block *b = v->mem_head, *next;
+
+	for (; b; b = next) {
+		next = b->lru_next;
+		if (b->pins == 0 && !dc_mem_wanted(v, dc_block_index(v, b)))
+			dc_mem_release(dc, v, b);
+	}
+}
+
 /* ---- index ---------------------------------------------------------------------------- */
 
 static size_t dc_hash(const struct data_cache *dc, const char *key)
@@ -304,6 +406,8 @@ static void dc_version_free_memory(struct dc_version *v)
 /* Free v with its blocks and file. Needs n_open == 0 and n_jobs == 0. */
 static void dc_version_free(struct data_cache *dc, struct dc_version *v)
 {
+	while (v->mem_head)
+		dc_mem_release(dc, v, v->mem_head);
 	if (v->n_present > 0) {
 		struct dc_block *b = dc->lru_head, *next;
 		for (; b; b = next) {
@@ -492,6 +596,22 @@ static int dc_fetch_io(struct data_cache *dc, struct dc_version *v, uint64_t fir
 	int r;
 
 	*got = 0;
+	if (v->blocks[first].mem) { /* the whole run goes to memory */
+		uint64_t n = last - first + 1;
+		struct iovec *iov = calloc(n, sizeof(*iov));
+		if (!iov)
+			return ENOMEM;
+		for (uint64_t i = 0; i < n; i++) {
+			iov[i].iov_base = v->blocks[first + i].mem;
+			iov[i].iov_len = dc_block_len(dc, v, first + i);
+		}
+		r = v->st->ops->get_iov(v->st, v->key, off, v->etag[0] ? v->etag : NULL, io, iov,
+					(int)n, got);
+		free(iov);
+		if (r == 0 && *got < len)
+			r = ESTALE;
+		return r;
+	}
 	r = v->st->ops->get(v->st, v->key, off, len, v->etag[0] ? v->etag : NULL, io, v->fd,
 			    (off_t)off, got);
 	if (r == 0 && *got < len)
@@ -508,8 +628,23 @@ static void dc_fetch_done(struct data_cache *dc, struct dc_version *v, uint64_t 
 	for (uint64_t i = first; i <= last; i++) {
 		struct dc_block *b = &v->blocks[i];
 		uint64_t len = dc_block_len(dc, v, i);
-		dc->fetching_bytes -= len;
 		b->job = NULL;
+		if (b->mem) { /* in memory: not in the LRU, not counted in the file's bytes */
+			if (r == 0) {
+				b->state = DC_PRESENT;
+				b->lru_prev = NULL;
+				b->lru_next = v->mem_head;
+				if (v->mem_head)
+					v->mem_head->lru_prev = b;
+				v->mem_head = b;
+			} else {
+				dc_mem_put(dc, b->mem);
+				b->mem = NULL;
+				b->state = DC_ABSENT;
+			}
+			continue;
+		}
+		dc->fetching_bytes -= len;
 		if (r == 0) {
 			b->state = DC_PRESENT;
 			b->v = v;
@@ -595,31 +730,57 @@ static void dc_cancel_unwanted(struct data_cache *dc, struct dc_version *v)
 	}
 }
 
+/* Blocks of f's window in memory or on their way there. */
+static uint64_t dc_mem_ahead(const struct data_cache_file *f)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = f->win_lo; i < f->win_hi; i++)
+		n += f->v->blocks[i].mem != NULL;
+	return n;
+}
+
 static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 {
 	struct data_cache *dc = f->dc;
 	struct dc_version *v = f->v;
 
+	uint64_t to = f->win_hi;
+	bool to_mem = false;
+
 	/* Queue whole chunks: while the reader moves on block by block, wait until a chunk of
-	 * the window is absent, so that a worker takes it in one GET, not a GET a block. */
-	while (from < f->win_hi && v->blocks[from].state != DC_ABSENT)
+	 * the window is absent, so that a worker takes it in one GET, not a GET a block (a
+	 * chunk and one block more would make the next GET a block). At the end of the object,
+	 * what is left. */
+	while (from < to && v->blocks[from].state != DC_ABSENT)
 		from++;
-	if (f->win_hi - from < dc->run_blocks && f->win_hi < v->nblocks)
-		return;
-	for (uint64_t i = from; i < f->win_hi && !dc->stopping; i++) {
+	if (to < v->nblocks)
+		to -= (to - from) % dc->run_blocks;
+	for (uint64_t i = from; i < to && !dc->stopping; i++) {
 		struct dc_block *b = &v->blocks[i];
 		uint64_t len = dc_block_len(dc, v, i);
 		struct dc_job *j;
 
+		/* A chunk goes into memory when there is room for all of it (one GET fills one
+		 * or the other). When there is not, and this reader has a chunk in memory ahead
+		 * already, wait: it gives memory back as it reads. Else into the file. */
+		if ((i - from) % dc->run_blocks == 0 && v->st->ops->get_iov && dc->mem_max) {
+			to_mem = dc->mem_bytes + dc->run_blocks * dc->block_size <= dc->mem_max;
+			if (!to_mem && dc_mem_ahead(f) >= dc->run_blocks)
+				return;
+		}
 		if (b->state != DC_ABSENT)
 			continue;
-		/* Read-ahead may use half the cache, and evicts only what nobody reads now. */
-		if (dc->fetching_bytes + len > dc->max_bytes / 2 || !dc_reserve(dc, len, 2))
+		if (!(j = calloc(1, sizeof(*j))))
 			return;
-		if (!(j = calloc(1, sizeof(*j)))) {
-			dc->fetching_bytes -= len;
+		/* The file's part: at most half the cache, evicting only what nobody reads. */
+		if (!(to_mem && (b->mem = dc_mem_get(dc))) &&
+		    (dc->fetching_bytes + len > dc->max_bytes / 2 || !dc_reserve(dc, len, 2))) {
+			free(j);
 			return;
 		}
+		if (b->mem)
+			dc->stats.readahead_to_memory++;
 		j->v = v;
 		j->block = i;
 		b->state = DC_FETCHING;
@@ -667,6 +828,7 @@ static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t le
 			f->win_hi = (end - 1) / bs + 1;
 	}
 	dc_cancel_unwanted(dc, v);
+	dc_mem_drop_unwanted(dc, v);
 	if (f->sequential && dc->n_workers > 0 &&
 	    (v->read_ahead_paused_until == 0 || dc_now_ms() >= v->read_ahead_paused_until))
 		dc_schedule_read_ahead(f, (end - 1) / bs + 1);
@@ -701,8 +863,10 @@ static void *dc_worker(void *arg)
 		/* Queued jobs of the blocks right after it join its GET, up to dc->run_blocks. */
 		for (last = j->block; last + 1 < j->v->nblocks && last + 1 - j->block < dc->run_blocks;
 		     last++) {
-			struct dc_job *k = j->v->blocks[last + 1].job;
-			if (!k || k->running || k->cancel)
+			struct dc_block *kb = &j->v->blocks[last + 1];
+			struct dc_job *k = kb->job;
+			/* one GET fills either memory or the file */
+			if (!k || k->running || k->cancel || !kb->mem != !j->v->blocks[j->block].mem)
 				break;
 			dc_job_take(dc, k, j);
 			tail->run_next = k;
@@ -747,13 +911,16 @@ static int dc_fetch_run(struct data_cache *dc, struct dc_version *v, uint64_t fi
 
 	while (e < last && dc_fetchable(&v->blocks[e + 1]))
 		e++;
+	/* absent blocks, and queued read-ahead into memory, need room in the file */
 	for (uint64_t i = first; i <= e; i++)
-		if (v->blocks[i].state == DC_ABSENT)
+		if (v->blocks[i].state == DC_ABSENT || v->blocks[i].mem)
 			need += dc_block_len(dc, v, i);
 	if (!dc_reserve(dc, need, 3)) {
 		uint64_t whole = e;
 		e = first; /* a smaller step: one block */
-		need = v->blocks[first].state == DC_ABSENT ? dc_block_len(dc, v, first) : 0;
+		need = v->blocks[first].state == DC_ABSENT || v->blocks[first].mem
+			       ? dc_block_len(dc, v, first)
+			       : 0;
 		if (!dc_reserve(dc, need, 3)) {
 			*run_last = whole;
 			return DC_NO_ROOM;
@@ -765,6 +932,10 @@ static int dc_fetch_run(struct data_cache *dc, struct dc_version *v, uint64_t fi
 			dc_job_unlink(dc, b->job);
 			free(b->job);
 			b->job = NULL;
+		}
+		if (b->mem) { /* ... or it had memory, and the file's room was reserved above */
+			dc_mem_put(dc, b->mem);
+			b->mem = NULL;
 		}
 		b->state = DC_FETCHING;
 	}
@@ -885,6 +1056,19 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 				break;
 			}
 		}
+		if (b->mem) { /* present in memory */
+			seg_end = dc_min(end, (i + 1) * bs);
+			b->pins++;
+			pthread_mutex_unlock(&dc->lock);
+			memcpy(out + (pos - off), b->mem + (pos - i * bs), seg_end - pos);
+			pthread_mutex_lock(&dc->lock);
+			b->pins--;
+			/* Not freed at the block's end: the kernel's parallel requests come out of
+			 * order, and one for its start may still come. dc_mem_drop_unwanted frees
+			 * it once the reader is DC_MEM_BEHIND blocks past it. */
+			pos = seg_end;
+			continue;
+		}
 		/* Blocks i..run_last are present: pin them and copy out in one go. */
 		seg_end = dc_min(end, (run_last + 1) * bs);
 		for (uint64_t k = i; k <= run_last; k++) {
@@ -905,6 +1089,45 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 	}
 	pthread_mutex_unlock(&dc->lock);
 	return err ? -(ssize_t)err : (ssize_t)len;
+}
+
+ssize_t data_cache_read_take(struct data_cache_file *f, char **mem, size_t len, uint64_t off)
+{
+	struct data_cache *dc = f->dc;
+	struct dc_version *v = f->v;
+	uint64_t i = off / dc->block_size, blen;
+	struct dc_block *b;
+
+	pthread_mutex_lock(&dc->lock);
+	if (off % dc->block_size != 0 || i >= v->nblocks || v->handles != f || f->next)
+		goto no;
+	b = &v->blocks[i];
+	blen = dc_block_len(dc, v, i);
+	if (!b->mem || dc_fetchable(b) || len < blen || (len > blen && i + 1 < v->nblocks))
+		goto no;
+	dc_track_stream(f, off, blen); /* keeps block i: it is in the window */
+	if (b->state == DC_FETCHING) { /* on its way into memory: wait for it */
+		b->waiters++;
+		while (b->state == DC_FETCHING)
+			pthread_cond_wait(&dc->block_changed, &dc->lock);
+		b->waiters--;
+	}
+	if (b->state != DC_PRESENT || !b->mem || b->pins > 0 || v->handles != f || f->next)
+		goto no; /* it failed, or another reader came: data_cache_read sorts it out */
+	dc->stats.hits++;
+	dc->stats.reads_handed_over++;
+	dc_mem_list_remove(v, b);
+	*mem = b->mem;
+	b->mem = NULL;
+	b->state = DC_ABSENT;
+	dc->mem_bytes -= dc->block_size;
+	if (dc->mem_bytes == 0)
+		dc_mem_pool_free(dc);
+	pthread_mutex_unlock(&dc->lock);
+	return (ssize_t)blen;
+no:
+	pthread_mutex_unlock(&dc->lock);
+	return -EAGAIN;
 }
 
 struct data_cache_file *data_cache_open(struct data_cache *dc, struct store *st, const char *key,
@@ -974,6 +1197,7 @@ void data_cache_close(struct data_cache_file *f)
 	 * for this version outlives the close. f still counts in n_open, which keeps v. */
 	while (!v->handles && v->n_jobs > 0)
 		pthread_cond_wait(&dc->block_changed, &dc->lock);
+	dc_mem_drop_unwanted(dc, v);
 	v->n_open--;
 	dc_version_idle(dc, v);
 	pthread_mutex_unlock(&dc->lock);
@@ -998,6 +1222,7 @@ void data_cache_get_stats(struct data_cache *dc, struct data_cache_stats *out)
 	*out = dc->stats;
 	out->bytes_cached = dc->present_bytes;
 	out->bytes_fetching = dc->fetching_bytes;
+	out->bytes_in_memory = dc->mem_bytes;
 	out->max_bytes = dc->max_bytes;
 	pthread_mutex_unlock(&dc->lock);
 }
@@ -1127,6 +1352,14 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->block_size = cfg->block_size ? cfg->block_size : DC_DEFAULT_BLOCK;
 	dc->max_bytes = cfg->max_bytes;
 	dc->read_ahead = cfg->read_ahead;
+	dc->mem_max = cfg->read_ahead ? cfg->read_ahead_mem : 0;
+	if (dc->mem_max) {
+		/* Read-ahead buffers handed over to libfuse come back through free(): keep them
+		 * in the heap for the next buffer instead of unmapping each and faulting a new
+		 * one in (dc_mem_pool_free trims the heap once no stream reads ahead). */
+		mallopt(M_MMAP_THRESHOLD, (int)dc_min(dc->block_size * 2, 32 << 20));
+		mallopt(M_TRIM_THRESHOLD, (int)dc_min(dc->mem_max + dc->block_size * 8, 1 << 30));
+	}
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
 	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
 	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;
@@ -1196,6 +1429,7 @@ void data_cache_destroy(struct data_cache *dc)
 				log_warn("data cache destroyed with '%s' still open", v->key);
 			dc_version_free(dc, v); /* takes it off the chain */
 		}
+	dc_mem_pool_free(dc);
 	dfd = open(dc->data_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd >= 0)
 		dc_empty_dir(dfd);

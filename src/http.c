@@ -1123,9 +1123,10 @@ static int easy_configure(struct http_engine *eng, struct http_request *req, CUR
 	SETOPT(CURLOPT_HEADERDATA, req);
 	SETOPT(CURLOPT_WRITEFUNCTION, on_write);
 	SETOPT(CURLOPT_WRITEDATA, req);
-	/* A body written into a file arrives in pieces of this size: one recv and one pwrite
-	 * per 256 KiB instead of per 16 KiB (curl's default) when the data is there. */
-	if (req->sink_fd >= 0)
+	/* A body written into a file or handed to a callback (a GET's data) arrives in pieces
+	 * of this size: one recv and one write per 256 KiB instead of per 16 KiB (curl's
+	 * default) when the data is there. */
+	if (req->sink_fd >= 0 || req->sink_cb)
 		SETOPT(CURLOPT_BUFFERSIZE, HTTP_FILE_BUFFER);
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 enum store_priority { STORE_FOREGROUND = 0, STORE_BACKGROUND = 1 };
@@ -100,6 +101,11 @@ struct store_ops {
 	 * changed. len UINT64_MAX: to the end. */
 	int (*get)(struct store *st, const char *key, uint64_t off, uint64_t len, const char *if_etag,
 		   const struct store_io *io, int fd, off_t fd_off, uint64_t *got);
+	/* get() into memory: the bytes fill iov[0], then iov[1]..., at most their total length.
+	 * Same rules otherwise. Optional (NULL: callers use get). */
+	int (*get_iov)(struct store *st, const char *key, uint64_t off, const char *if_etag,
+		       const struct store_io *io, const struct iovec *iov, int iovcnt,
+		       uint64_t *got);
 	/* One page of keys under prefix; delimiter "/" or NULL; token from the previous page or
 	 * NULL; max_keys 0 = server default (1000). */
 	int (*list)(struct store *st, const char *prefix, const char *delimiter, const char *token,

@@ -443,8 +443,45 @@ out:
 	return rv;
 }
 
-static int dir_get(struct store *st, const char *key, uint64_t off, uint64_t len,
-		   const char *if_etag, const struct store_io *io, int fd, off_t fd_off, uint64_t *got)
+/* Read len bytes of in at in_off into iov, 1 MiB at a time (cancel is polled between). */
+static int dir_read_iov(int in, off_t in_off, uint64_t len, const struct iovec *iov, int iovcnt,
+			const volatile int *cancel, uint64_t *got)
+{
+	size_t used = 0; /* of iov[0] */
+
+	*got = 0;
+	while (*got < len && iovcnt > 0) {
+		size_t want = iov->iov_len - used;
+		ssize_t n;
+
+		if (want > len - *got)
+			want = (size_t)(len - *got);
+		if (want > (1 << 20))
+			want = 1 << 20;
+		if (cancel && *cancel)
+			return ECANCELED;
+		n = pread(in, (char *)iov->iov_base + used, want, in_off + (off_t)*got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			break;
+		*got += (uint64_t)n;
+		used += (size_t)n;
+		if (used == iov->iov_len) {
+			iov++;
+			iovcnt--;
+			used = 0;
+		}
+	}
+	return 0;
+}
+
+/* Into fd at fd_off (fd >= 0), else into iov (at most its total length). */
+static int dir_get_any(struct store *st, const char *key, uint64_t off, uint64_t len,
+		       const char *if_etag, const struct store_io *io, int fd, off_t fd_off,
+		       const struct iovec *iov, int iovcnt, uint64_t *got)
 {
 	struct store_dir *d = dir_of(st);
 	struct store_attr a;
@@ -474,12 +511,33 @@ static int dir_get(struct store *st, const char *key, uint64_t off, uint64_t len
 		goto out;
 	if (len > (uint64_t)sb.st_size - off)
 		len = (uint64_t)sb.st_size - off;
-	rv = dir_copy_range(in, (off_t)off, fd, fd_off, len, io ? io->cancel : NULL, got, NULL);
+	if (fd >= 0)
+		rv = dir_copy_range(in, (off_t)off, fd, fd_off, len, io ? io->cancel : NULL, got,
+				    NULL);
+	else
+		rv = dir_read_iov(in, (off_t)off, len, iov, iovcnt, io ? io->cancel : NULL, got);
 	if (rv)
 		dir_fail(rv, "get", key);
 out:
 	close(in);
 	return rv;
+}
+
+static int dir_get(struct store *st, const char *key, uint64_t off, uint64_t len,
+		   const char *if_etag, const struct store_io *io, int fd, off_t fd_off, uint64_t *got)
+{
+	return dir_get_any(st, key, off, len, if_etag, io, fd, fd_off, NULL, 0, got);
+}
+
+static int dir_get_iov(struct store *st, const char *key, uint64_t off, const char *if_etag,
+		       const struct store_io *io, const struct iovec *iov, int iovcnt,
+		       uint64_t *got)
+{
+	uint64_t len = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	return dir_get_any(st, key, off, len, if_etag, io, -1, 0, iov, iovcnt, got);
 }
 
 /* ---- listing ---- */
@@ -1215,6 +1273,7 @@ static const struct store_ops dir_ops = {
 	.kind = "dir",
 	.head = dir_head,
 	.get = dir_get,
+	.get_iov = dir_get_iov,
 	.list = dir_list,
 	.put = dir_put,
 	.copy = dir_copy,

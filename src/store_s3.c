@@ -608,11 +608,16 @@ static int s3_head(struct store *st, const char *key, const struct store_io *io,
 	return rv;
 }
 
+/* Where a GET's body goes: fd at fd_off (fd >= 0), else iov. */
 struct s3_get_sink {
 	int fd;
 	off_t fd_off;
+	const struct iovec *iov;
+	int iovcnt;
 	uint64_t want; /* bytes the caller asked for; more (a 200 to a range) is dropped */
 	uint64_t pos;
+	int vi;        /* iov: the entry pos is in, and the bytes of it filled */
+	size_t vused;
 };
 
 static int s3_get_write(void *ud, const void *data, size_t len)
@@ -624,6 +629,18 @@ static int s3_get_write(void *ud, const void *data, size_t len)
 		return 0;
 	if (len > g->want - g->pos)
 		len = (size_t)(g->want - g->pos);
+	while (len && g->fd < 0) {
+		const struct iovec *v = &g->iov[g->vi];
+		size_t n = v->iov_len - g->vused < len ? v->iov_len - g->vused : len;
+		memcpy((char *)v->iov_base + g->vused, p, n);
+		g->pos += n;
+		p += n;
+		len -= n;
+		if ((g->vused += n) == v->iov_len) {
+			g->vi++;
+			g->vused = 0;
+		}
+	}
 	while (len) {
 		ssize_t n = pwrite(g->fd, p, len, g->fd_off + (off_t)g->pos);
 		if (n < 0) {
@@ -640,15 +657,17 @@ static int s3_get_write(void *ud, const void *data, size_t len)
 
 static void s3_get_reset(void *ud)
 {
-	((struct s3_get_sink *)ud)->pos = 0;
+	struct s3_get_sink *g = ud;
+	g->pos = 0;
+	g->vi = 0;
+	g->vused = 0;
 }
 
-static int s3_get(struct store *st, const char *key, uint64_t off, uint64_t len,
-		  const char *if_etag, const struct store_io *io, int fd, off_t fd_off,
-		  uint64_t *got)
+static int s3_get_into(struct store *st, const char *key, uint64_t off, const char *if_etag,
+		       const struct store_io *io, struct s3_get_sink *sink, uint64_t *got)
 {
 	struct store_s3 *s3 = s3_of(st);
-	struct s3_get_sink sink = {.fd = fd, .fd_off = fd_off, .want = len, .pos = 0};
+	uint64_t len = sink->want;
 	struct s3_call c;
 	char range[64] = "", *fk;
 	long status;
@@ -678,19 +697,38 @@ static int s3_get(struct store *st, const char *key, uint64_t off, uint64_t len,
 		snprintf(quoted, sizeof(quoted), "\"%s\"", if_etag);
 		http_request_set_header(c.req, "If-Match", quoted);
 	}
-	http_request_set_sink_cb(c.req, s3_get_write, s3_get_reset, &sink);
+	http_request_set_sink_cb(c.req, s3_get_write, s3_get_reset, sink);
 	rv = s3_call_run(&c);
 	status = http_request_status(c.req);
 	if (rv == 0 && status == 200 && off > 0) {
 		rv = EIO;
 		store_set_error(rv, status, NULL, "the server ignored the Range header");
 	} else if (rv == 0) {
-		*got = sink.pos;
+		*got = sink->pos;
 	} else if (status == 416) {
 		rv = 0; /* the range starts at or past the end: nothing there */
 	}
 	s3_call_free(&c);
 	return rv;
+}
+
+static int s3_get(struct store *st, const char *key, uint64_t off, uint64_t len,
+		  const char *if_etag, const struct store_io *io, int fd, off_t fd_off,
+		  uint64_t *got)
+{
+	struct s3_get_sink sink = {.fd = fd, .fd_off = fd_off, .want = len};
+	return s3_get_into(st, key, off, if_etag, io, &sink, got);
+}
+
+static int s3_get_iov(struct store *st, const char *key, uint64_t off, const char *if_etag,
+		      const struct store_io *io, const struct iovec *iov, int iovcnt,
+		      uint64_t *got)
+{
+	struct s3_get_sink sink = {.fd = -1, .iov = iov, .iovcnt = iovcnt};
+
+	for (int i = 0; i < iovcnt; i++)
+		sink.want += iov[i].iov_len;
+	return s3_get_into(st, key, off, if_etag, io, &sink, got);
 }
 
 static int s3_list(struct store *st, const char *prefix, const char *delimiter,
@@ -1296,6 +1334,7 @@ static const struct store_ops s3_ops = {
 	.kind = "s3",
 	.head = s3_head,
 	.get = s3_get,
+	.get_iov = s3_get_iov,
 	.list = s3_list,
 	.put = s3_put,
 	.copy = s3_copy,

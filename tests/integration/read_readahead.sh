@@ -16,6 +16,9 @@
 # when the proxy then releases whatever it still holds, bytes_to_client must not grow (a GET
 # that objfs forgot to cancel would now stream its block): the transfer stays at what was
 # read plus the read-ahead window, far below the object's 256 MiB.
+#
+# Each case runs twice: with read_ahead_mem=0 (read-ahead fills the cache directory) and
+# with the default (read-ahead fills memory buffers; "filled" then counts those).
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -37,10 +40,11 @@ mp=$(objfs_mountpoint rahead)
 
 # drive CASE: run the scenario above through the mount; prints one JSON line of results.
 drive() {
-	python3 - "$1" "$mp/big" "$OBJFS_CACHE/ctl.sock" "$PROXY_CTL" "$window_mib" <<'EOF'
+	python3 - "$1" "$mp/big" "$OBJFS_CACHE/ctl.sock" "$PROXY_CTL" "$window_mib" "$2" <<'EOF'
 import json, os, socket, sys, time, urllib.request
 
 case, path, ctl_sock, proxy_ctl = sys.argv[1:5]
+memory = sys.argv[6] == "memory"
 MiB = 1 << 20
 W = int(sys.argv[5]) * MiB  # the read-ahead window
 CHUNK = 128 << 10
@@ -102,15 +106,19 @@ far = 200 * MiB
 if case == "seek":
     os.pread(fd, 4096, far)  # the block we seek back to later is cached: no GET then
 read_seq(fd, 0, 4 * MiB)
-# read-ahead has run: the 4 MiB read + the window are cached, nothing is in flight any more,
-# the cache contents are stable
+# read-ahead has run: the 4 MiB read + the window are cached (in memory: the window; what
+# was read from there is freed), nothing is in flight any more, the cache contents are stable
 need = 4 * MiB + W + (MiB if case == "seek" else 0)
+def filled():
+    return stat("cache_bytes") + stat("cache_readahead_memory_bytes")
+if memory:
+    need = W - 4 * MiB  # the window minus the chunk not queued yet, at least
 end = time.time() + 20
-while stat("cache_bytes") < need:
+while filled() < need:
     if time.time() > end:
         sys.exit("read-ahead did not fill %d bytes of the cache" % need)
     time.sleep(0.05)
-settle(lambda: (stat("http_in_flight"), stat("http_queued"), stat("cache_bytes")), 20,
+settle(lambda: (stat("http_in_flight"), stat("http_queued"), filled()), 20,
        "the first read-ahead")
 res["readahead_started"] = stat("cache_readahead_started")
 pmode({"hold": {"kind": "GET"}})
@@ -150,13 +158,17 @@ print("null" if v is None else v)' "$1" "$2"
 }
 
 window_mib=16
-for case in close seek; do
+for run in close/file seek/file close/memory seek/memory; do
+	case=$run
+	where=${run#*/}
+	mem=""
+	[[ $where == file ]] && mem=",read_ahead_mem=0"
 	# each case on a fresh mount: an empty cache, no read-ahead state
 	objfs_mount "s3://$bucket" "$mp" \
-		"endpoint=$PROXY_ENDPOINT,read_ahead=${window_mib}M,read_ahead_chunk=4M"
+		"endpoint=$PROXY_ENDPOINT,read_ahead=${window_mib}M,read_ahead_chunk=4M$mem"
 	proxy_mode '{}'
 	proxy_reset
-	out=$(drive "$case") || fail "$case: the reader failed: $out"
+	out=$(drive "${run%/*}" "$where") || fail "$case: the reader failed: $out"
 	echo "$case: $out"
 	assert_le 1 "$(field "$out" readahead_started)" "$case: sequential reads started read-ahead"
 	assert_le 1 "$(field "$out" held)" "$case: read-ahead GETs were in flight (held at the proxy)"

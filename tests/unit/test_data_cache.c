@@ -42,7 +42,7 @@ struct fake_object {
 
 struct fake_call {
 	uint64_t off, len;
-	bool background, memfd;
+	bool background, memfd, iov; /* iov: a get_iov (into memory) */
 };
 
 struct fake_store {
@@ -92,12 +92,30 @@ static bool fake_cancelled(const struct store_io *io)
 	return io && io->cancel && __atomic_load_n(io->cancel, __ATOMIC_RELAXED);
 }
 
-static int fake_get(struct store *st, const char *key, uint64_t off, uint64_t len,
-		    const char *if_etag, const struct store_io *io, int fd, off_t fd_off,
-		    uint64_t *got)
+/* Copy c bytes to position pos of the total iov (fake_get_any's get_iov). */
+static void iov_put(const struct iovec *iov, const unsigned char *p, uint64_t pos, uint64_t c)
+{
+	for (; c > 0; iov++) {
+		if (pos >= iov->iov_len) {
+			pos -= iov->iov_len;
+			continue;
+		}
+		uint64_t n = iov->iov_len - pos < c ? iov->iov_len - pos : c;
+		memcpy((char *)iov->iov_base + pos, p, n);
+		p += n;
+		c -= n;
+		pos = 0;
+	}
+}
+
+/* get (into fd at fd_off) or, with iov, get_iov. */
+static int fake_get_any(struct store *st, const char *key, uint64_t off, uint64_t len,
+			const char *if_etag, const struct store_io *io, int fd, off_t fd_off,
+			const struct iovec *iov, uint64_t *got)
 {
 	struct fake_store *fs = (struct fake_store *)st;
-	bool background = io && io->priority == STORE_BACKGROUND, memfd = fd_is_memfd(fd);
+	bool background = io && io->priority == STORE_BACKGROUND;
+	bool memfd = !iov && fd_is_memfd(fd);
 	struct fake_object *o;
 	uint64_t avail, n = 0;
 	int r = 0;
@@ -106,7 +124,7 @@ static int fake_get(struct store *st, const char *key, uint64_t off, uint64_t le
 	pthread_mutex_lock(&fs->lock);
 	fs->gets++;
 	if (fs->n_calls < sizeof(fs->calls) / sizeof(fs->calls[0]))
-		fs->calls[fs->n_calls++] = (struct fake_call){off, len, background, memfd};
+		fs->calls[fs->n_calls++] = (struct fake_call){off, len, background, memfd, !!iov};
 	if (++fs->in_flight > fs->max_in_flight)
 		fs->max_in_flight = fs->in_flight;
 	o = fake_find(fs, key);
@@ -120,7 +138,7 @@ static int fake_get(struct store *st, const char *key, uint64_t off, uint64_t le
 			fs->fail_left--;
 	} else if (fs->fail_every && fs->gets % fs->fail_every == 0) {
 		r = EIO;
-	} else if (!memfd && fs->enospc_left != 0) {
+	} else if (!memfd && !iov && fs->enospc_left != 0) {
 		r = ENOSPC;
 		if (fs->enospc_left > 0)
 			fs->enospc_left--;
@@ -146,7 +164,9 @@ static int fake_get(struct store *st, const char *key, uint64_t off, uint64_t le
 		}
 		if (fs->chunk_delay_us)
 			usleep(fs->chunk_delay_us);
-		if (pwrite(fd, o->data + off + done, c, fd_off + (off_t)done) != (ssize_t)c) {
+		if (iov)
+			iov_put(iov, o->data + off + done, done, c);
+		else if (pwrite(fd, o->data + off + done, c, fd_off + (off_t)done) != (ssize_t)c) {
 			r = errno ? errno : EIO;
 			break;
 		}
@@ -165,6 +185,23 @@ static int fake_get(struct store *st, const char *key, uint64_t off, uint64_t le
 	return r;
 }
 
+static int fake_get(struct store *st, const char *key, uint64_t off, uint64_t len,
+		    const char *if_etag, const struct store_io *io, int fd, off_t fd_off,
+		    uint64_t *got)
+{
+	return fake_get_any(st, key, off, len, if_etag, io, fd, fd_off, NULL, got);
+}
+
+static int fake_get_iov(struct store *st, const char *key, uint64_t off, const char *if_etag,
+			const struct store_io *io, const struct iovec *iov, int iovcnt,
+			uint64_t *got)
+{
+	uint64_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	return fake_get_any(st, key, off, len, if_etag, io, -1, 0, iov, got);
+}
+
 static void fake_destroy(struct store *st)
 {
 	(void)st;
@@ -173,6 +210,14 @@ static void fake_destroy(struct store *st)
 static const struct store_ops fake_ops = {
 	.kind = "fake",
 	.get = fake_get,
+	.destroy = fake_destroy,
+};
+
+/* A store that can also fill memory: read-ahead may go there (cfg.read_ahead_mem). */
+static const struct store_ops fake_ops_mem = {
+	.kind = "fake",
+	.get = fake_get,
+	.get_iov = fake_get_iov,
 	.destroy = fake_destroy,
 };
 
@@ -904,6 +949,7 @@ struct stress_arg {
 	unsigned seed;
 	unsigned errors;
 	bool bad;
+	bool take; /* whole-block reads try data_cache_read_take first */
 };
 
 static void *stress_thread(void *p)
@@ -928,7 +974,18 @@ static void *stress_thread(void *p)
 			size_t len = 1 + (size_t)rand_r(&a->seed) % (seq ? BS / 2 : 3 * BS);
 			if (!seq)
 				off = (uint64_t)rand_r(&a->seed) % o->size;
-			ssize_t n = data_cache_read(f, buf, len, off);
+			if (a->take && seq && rand_r(&a->seed) % 2) { /* whole blocks */
+				off -= off % BS;
+				len = BS;
+			}
+			char *taken = NULL;
+			ssize_t n = a->take ? data_cache_read_take(f, &taken, len, off) : -EAGAIN;
+			if (n >= 0) {
+				memcpy(buf, taken, (size_t)n);
+				free(taken);
+			} else {
+				n = data_cache_read(f, buf, len, off);
+			}
 			size_t want = off >= o->size ? 0 : len < o->size - off ? len : o->size - off;
 			if (n == -EIO) {
 				a->errors++;
@@ -947,9 +1004,8 @@ static void *stress_thread(void *p)
 	return NULL;
 }
 
-static void test_concurrent_stress(void **state)
+static void concurrent_stress(struct fixture *fx, bool memory)
 {
-	struct fixture *fx = *state;
 	struct fake_object *objs[3];
 	struct stress_arg args[4];
 	pthread_t t[4];
@@ -958,6 +1014,10 @@ static void test_concurrent_stress(void **state)
 	fx->cfg.max_bytes = 10 * BS;
 	fx->cfg.read_ahead = 3 * BS;
 	fx->cfg.workers = 3;
+	if (memory) {
+		fx->fs.base.ops = &fake_ops_mem;
+		fx->cfg.read_ahead_mem = 2 * BS; /* less than the window: some goes to files */
+	}
 	fx->fs.chunk_delay_us = 100;
 	fx->fs.fail_every = 29;
 	start_cache(fx);
@@ -965,7 +1025,7 @@ static void test_concurrent_stress(void **state)
 	objs[1] = fake_add(&fx->fs, "s1", "e", 5 * BS);
 	objs[2] = fake_add(&fx->fs, "s2", "e", 3);
 	for (int i = 0; i < 4; i++) {
-		args[i] = (struct stress_arg){fx, objs, 3, 100u + (unsigned)i, 0, false};
+		args[i] = (struct stress_arg){fx, objs, 3, 100u + (unsigned)i, 0, false, memory};
 		assert_int_equal(pthread_create(&t[i], NULL, stress_thread, &args[i]), 0);
 	}
 	for (int i = 0; i < 4; i++)
@@ -982,6 +1042,160 @@ static void test_concurrent_stress(void **state)
 		errors += args[i].errors;
 	}
 	assert_true(errors > 0); /* the injection did happen */
+	assert_int_equal(s.bytes_in_memory, 0); /* every handle closed: no buffer left */
+	if (memory) /* (whether a read took a buffer depends on timing: test_read_take_*) */
+		assert_true(s.readahead_to_memory > 0);
+}
+
+static void test_concurrent_stress(void **state)
+{
+	concurrent_stress(*state, false);
+}
+
+/* The same with read-ahead into memory and reads that take its buffers. */
+static void test_concurrent_stress_memory(void **state)
+{
+	concurrent_stress(*state, true);
+}
+
+/* ---- read-ahead into memory -------------------------------------------------------- */
+
+static void setup_memory(struct fixture *fx, uint64_t window, uint64_t chunk, uint64_t mem)
+{
+	fx->fs.base.ops = &fake_ops_mem;
+	fx->cfg.read_ahead = window;
+	fx->cfg.read_ahead_chunk = chunk;
+	fx->cfg.read_ahead_mem = mem;
+}
+
+/* A sequential reader is served from memory: read-ahead GETs go to get_iov, the cache file
+ * holds only what the reader fetched itself, the memory never exceeds its bound and is
+ * given back at close; such blocks are not cached afterwards. */
+static void test_readahead_into_memory(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+	unsigned files, into_memory = 0;
+	uint64_t most = 0;
+
+	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
+	fx->fs.chunk_delay_us = 500;
+	start_cache(fx);
+	o = fake_add(&fx->fs, "seq", "e", 40 * BS + 100);
+	f = open_obj(fx, o);
+	for (uint64_t off = 0; off < o->size; off += BS) {
+		read_check(f, o, off, BS);
+		uint64_t m = stats(fx).bytes_in_memory;
+		most = m > most ? m : most;
+	}
+	struct data_cache_stats s = stats(fx);
+	assert_true(most > 0 && most <= 8 * BS);
+	assert_true(s.readahead_to_memory >= 30);
+	assert_int_equal(s.bytes_fetched, o->size); /* nothing fetched twice */
+	for (unsigned i = 0; i < fx->fs.n_calls; i++)
+		into_memory += fx->fs.calls[i].iov;
+	assert_true(into_memory >= 15);
+	assert_true(s.bytes_cached <= 4 * BS); /* the reader's own fetches only */
+	assert_true(disk_usage(fx->data_dir, &files) <= s.bytes_cached + 8192);
+	data_cache_close(f);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+
+	/* what was in memory is not cached: reading it again asks the store */
+	unsigned gets = fx->fs.gets;
+	f = open_obj(fx, o);
+	read_check(f, o, 20 * BS + 5, 100);
+	assert_int_equal(fx->fs.gets, gets + 1);
+	data_cache_close(f);
+}
+
+/* Whole-block reads take the read-ahead buffers without a copy; other reads are refused
+ * with EAGAIN and change nothing. */
+static void test_read_take_hands_over(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+	unsigned taken = 0;
+	char *mem = NULL;
+
+	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
+	fx->fs.chunk_delay_us = 200;
+	start_cache(fx);
+	o = fake_add(&fx->fs, "seq", "e", 24 * BS + 7);
+	f = open_obj(fx, o);
+	assert_int_equal(data_cache_read_take(f, &mem, BS, 0), -EAGAIN); /* nothing there */
+	read_check(f, o, 0, BS);
+	read_check(f, o, BS, BS); /* sequential: read-ahead into memory */
+	assert_int_equal(data_cache_read_take(f, &mem, BS, 2 * BS + 1), -EAGAIN); /* unaligned */
+	assert_int_equal(data_cache_read_take(f, &mem, BS / 2, 2 * BS), -EAGAIN); /* partial */
+	assert_null(mem);
+	for (uint64_t off = 2 * BS; off < o->size; off += BS) {
+		ssize_t n = data_cache_read_take(f, &mem, BS, off);
+		if (n == -EAGAIN) {
+			read_check(f, o, off, BS);
+			continue;
+		}
+		uint64_t want = o->size - off < BS ? o->size - off : BS;
+		assert_int_equal(n, (ssize_t)want); /* short only at the end */
+		assert_memory_equal(mem, o->data + off, want);
+		free(mem);
+		mem = NULL;
+		taken++;
+	}
+	assert_true(taken >= 15);
+	assert_int_equal(stats(fx).reads_handed_over, taken);
+	assert_int_equal(stats(fx).bytes_fetched, o->size);
+	data_cache_close(f);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+}
+
+/* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
+ * memory back. */
+static void test_memory_readahead_cancelled_on_seek(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+
+	setup_memory(fx, 8 * BS, 0, 8 * BS);
+	f = start_slow_read_ahead(fx, &o);
+	assert_true(stats(fx).bytes_in_memory >= 2 * BS);
+	seek_away_cancels(fx, f, o, 2, 100);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+	read_check(f, o, 30 * BS + 110, 5000);
+	data_cache_close(f);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+}
+
+/* Two streams and memory for one chunk: the memory bound holds and the rest of the
+ * read-ahead goes to the cache file; both read correctly. */
+static void test_memory_bound_spills_to_file(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *a, *b;
+	struct data_cache_file *fa, *fb;
+
+	setup_memory(fx, 6 * BS, 2 * BS, 2 * BS);
+	fx->fs.chunk_delay_us = 300;
+	start_cache(fx);
+	a = fake_add(&fx->fs, "a", "e", 20 * BS);
+	b = fake_add(&fx->fs, "b", "e", 20 * BS + 9);
+	fa = open_obj(fx, a);
+	fb = open_obj(fx, b);
+	for (uint64_t off = 0; off < b->size; off += BS / 2) {
+		if (off < a->size)
+			read_check(fa, a, off, BS / 2);
+		read_check(fb, b, off, BS / 2);
+		assert_true(stats(fx).bytes_in_memory <= 2 * BS);
+	}
+	struct data_cache_stats s = stats(fx);
+	assert_true(s.readahead_to_memory > 0);
+	assert_true(s.readahead_started > s.readahead_to_memory); /* some went to the file */
+	assert_true(s.bytes_cached > 4 * BS);
+	data_cache_close(fa);
+	data_cache_close(fb);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
 }
 
 /* A cache of two blocks and four readers of 3-block ranges: evictions race with copy-outs
@@ -1058,6 +1272,11 @@ int main(void)
 		T(test_read_larger_than_cache),
 		T(test_enospc),
 		T(test_concurrent_stress),
+		T(test_concurrent_stress_memory),
+		T(test_readahead_into_memory),
+		T(test_read_take_hands_over),
+		T(test_memory_readahead_cancelled_on_seek),
+		T(test_memory_bound_spills_to_file),
 		T(test_eviction_spares_readers),
 #undef T
 	};
