@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -145,7 +144,6 @@ struct data_cache {
 	uint64_t present_bytes, fetching_bytes;
 	uint64_t mem_max, mem_bytes; /* read-ahead memory: a block size per buffer in use */
 	void *mem_pool;              /* unused buffers, each holding the next one's address */
-	uint64_t trimmed_at;         /* stats.reads_handed_over at the last malloc_trim */
 	uint64_t name_seq;
 	bool stopping;
 	bool punch_warned;
@@ -264,20 +262,13 @@ static char *dc_mem_get(struct data_cache *dc)
 	return p;
 }
 
-/* No read-ahead buffer is in use: give the memory back, also what the heap keeps of the
- * buffers libfuse freed (see data_cache_create). */
+/* No read-ahead buffer is in use: give the memory back. */
 static void dc_mem_pool_free(struct data_cache *dc)
 {
-	bool any = dc->mem_pool != NULL;
-
 	while (dc->mem_pool) {
 		void *p = dc->mem_pool;
 		dc->mem_pool = *(void **)p;
 		free(p);
-	}
-	if (any || dc->stats.reads_handed_over != dc->trimmed_at) {
-		dc->trimmed_at = dc->stats.reads_handed_over;
-		malloc_trim(0);
 	}
 }
 
@@ -1091,45 +1082,6 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 	return err ? -(ssize_t)err : (ssize_t)len;
 }
 
-ssize_t data_cache_read_take(struct data_cache_file *f, char **mem, size_t len, uint64_t off)
-{
-	struct data_cache *dc = f->dc;
-	struct dc_version *v = f->v;
-	uint64_t i = off / dc->block_size, blen;
-	struct dc_block *b;
-
-	pthread_mutex_lock(&dc->lock);
-	if (off % dc->block_size != 0 || i >= v->nblocks || v->handles != f || f->next)
-		goto no;
-	b = &v->blocks[i];
-	blen = dc_block_len(dc, v, i);
-	if (!b->mem || dc_fetchable(b) || len < blen || (len > blen && i + 1 < v->nblocks))
-		goto no;
-	dc_track_stream(f, off, blen); /* keeps block i: it is in the window */
-	if (b->state == DC_FETCHING) { /* on its way into memory: wait for it */
-		b->waiters++;
-		while (b->state == DC_FETCHING)
-			pthread_cond_wait(&dc->block_changed, &dc->lock);
-		b->waiters--;
-	}
-	if (b->state != DC_PRESENT || !b->mem || b->pins > 0 || v->handles != f || f->next)
-		goto no; /* it failed, or another reader came: data_cache_read sorts it out */
-	dc->stats.hits++;
-	dc->stats.reads_handed_over++;
-	dc_mem_list_remove(v, b);
-	*mem = b->mem;
-	b->mem = NULL;
-	b->state = DC_ABSENT;
-	dc->mem_bytes -= dc->block_size;
-	if (dc->mem_bytes == 0)
-		dc_mem_pool_free(dc);
-	pthread_mutex_unlock(&dc->lock);
-	return (ssize_t)blen;
-no:
-	pthread_mutex_unlock(&dc->lock);
-	return -EAGAIN;
-}
-
 struct data_cache_file *data_cache_open(struct data_cache *dc, struct store *st, const char *key,
 					const char *etag, uint64_t size, int *err)
 {
@@ -1353,13 +1305,6 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->max_bytes = cfg->max_bytes;
 	dc->read_ahead = cfg->read_ahead;
 	dc->mem_max = cfg->read_ahead ? cfg->read_ahead_mem : 0;
-	if (dc->mem_max) {
-		/* Read-ahead buffers handed over to libfuse come back through free(): keep them
-		 * in the heap for the next buffer instead of unmapping each and faulting a new
-		 * one in (dc_mem_pool_free trims the heap once no stream reads ahead). */
-		mallopt(M_MMAP_THRESHOLD, (int)dc_min(dc->block_size * 2, 32 << 20));
-		mallopt(M_TRIM_THRESHOLD, (int)dc_min(dc->mem_max + dc->block_size * 8, 1 << 30));
-	}
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
 	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
 	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;

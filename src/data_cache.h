@@ -65,11 +65,6 @@ struct data_cache_file *data_cache_open(struct data_cache *dc, struct store *st,
  * Failures are never cached: the next read asks the store again. A handle may be read
  * from several threads at once. */
 ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64_t off);
-/* The read without a copy: when [off, off+len) is a whole block that read-ahead holds in
- * memory for this handle alone, hand its buffer over (*mem, to be free()d by the caller; the
- * block is no longer cached) and return its length; else -EAGAIN, changing nothing (use
- * data_cache_read). Never does I/O. */
-ssize_t data_cache_read_take(struct data_cache_file *f, char **mem, size_t len, uint64_t off);
 /* Close: cancels this handle's read-ahead that no other handle needs. When it was the last
  * handle on its object version, returns only after every store call for that version has
  * returned (cancelled ones return promptly), so the store may then be destroyed. */
@@ -89,7 +84,6 @@ struct data_cache_stats {
 	uint64_t bypass_reads;           /* reads (or parts) served without caching: no room */
 	uint64_t bytes_in_memory;        /* read-ahead buffers in use (block size each) */
 	uint64_t readahead_to_memory;    /* read-ahead blocks fetched into memory */
-	uint64_t reads_handed_over;      /* reads answered with a block's buffer (no copy) */
 };
 void data_cache_get_stats(struct data_cache *dc, struct data_cache_stats *out);
 

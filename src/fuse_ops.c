@@ -1696,39 +1696,6 @@ static int fo_read(const char *path, char *buf, size_t size, off_t off, struct f
 	return (int)n;
 }
 
-/* A read of a whole block that read-ahead holds in memory is answered from that buffer (no
- * copy); any other read goes through fo_read into a buffer of its own. libfuse frees both. */
-static int fo_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
-	struct fuse_bufvec *bv = malloc(sizeof(*bv));
-	char *mem = NULL;
-	int n = -EAGAIN;
-
-	if (!bv)
-		return -ENOMEM;
-	if (!h->sf && h->spool_fd < 0 && h->dcf_lock_ready && off >= 0) {
-		pthread_rwlock_rdlock(&h->dcf_lock);
-		if (h->dcf)
-			n = (int)data_cache_read_take(h->dcf, &mem, size, (uint64_t)off);
-		pthread_rwlock_unlock(&h->dcf_lock);
-	}
-	if (n == -EAGAIN) {
-		mem = malloc(size ? size : 1);
-		n = mem ? fo_read(path, mem, size, off, fi) : -ENOMEM;
-	}
-	if (n < 0) {
-		free(mem);
-		free(bv);
-		return n;
-	}
-	*bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n);
-	bv->buf[0].mem = mem;
-	*bufp = bv;
-	return 0;
-}
-
 /* Early upload of a file written by appends (sync_stream_*), started at multipart_threshold. */
 static void *fo_stream_start(void *ud, const char *key, int fd, const struct store_attr *attr)
 {
@@ -2389,7 +2356,6 @@ static const struct fuse_operations fo_table = {
 	.open = fo_open,
 	.create = fo_create,
 	.read = fo_read,
-	.read_buf = fo_read_buf,
 	.write = fo_write,
 	.statfs = fo_statfs,
 	.flush = fo_flush,

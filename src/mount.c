@@ -473,7 +473,6 @@ static void mount_ctl_status(void *ud, struct ctl_status *w)
 		ctl_status_u64(w, "cache_bypass_reads", ds.bypass_reads);
 		ctl_status_u64(w, "cache_readahead_memory_bytes", ds.bytes_in_memory);
 		ctl_status_u64(w, "cache_readahead_to_memory", ds.readahead_to_memory);
-		ctl_status_u64(w, "cache_reads_handed_over", ds.reads_handed_over);
 	}
 	if (ms->mc) {
 		meta_cache_get_stats(ms->mc, &mcs);
@@ -565,16 +564,14 @@ static void mount_log_counters(struct mount_state *ms)
 		data_cache_get_stats(ms->dc, &ds);
 		log_notice("counters: data_cache bytes=%llu max_bytes=%llu hits=%llu misses=%llu "
 			   "bytes_fetched=%llu readahead_started=%llu readahead_cancelled=%llu "
-			   "evictions=%llu bypass_reads=%llu readahead_to_memory=%llu "
-			   "reads_handed_over=%llu",
+			   "evictions=%llu bypass_reads=%llu readahead_to_memory=%llu",
 			   (unsigned long long)ds.bytes_cached, (unsigned long long)ds.max_bytes,
 			   (unsigned long long)ds.hits, (unsigned long long)ds.misses,
 			   (unsigned long long)ds.bytes_fetched,
 			   (unsigned long long)ds.readahead_started,
 			   (unsigned long long)ds.readahead_cancelled,
 			   (unsigned long long)ds.evictions, (unsigned long long)ds.bypass_reads,
-			   (unsigned long long)ds.readahead_to_memory,
-			   (unsigned long long)ds.reads_handed_over);
+			   (unsigned long long)ds.readahead_to_memory);
 	}
 	if (ms->mc) {
 		struct meta_cache_stats mcs;

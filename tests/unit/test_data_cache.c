@@ -949,7 +949,6 @@ struct stress_arg {
 	unsigned seed;
 	unsigned errors;
 	bool bad;
-	bool take; /* whole-block reads try data_cache_read_take first */
 };
 
 static void *stress_thread(void *p)
@@ -974,18 +973,7 @@ static void *stress_thread(void *p)
 			size_t len = 1 + (size_t)rand_r(&a->seed) % (seq ? BS / 2 : 3 * BS);
 			if (!seq)
 				off = (uint64_t)rand_r(&a->seed) % o->size;
-			if (a->take && seq && rand_r(&a->seed) % 2) { /* whole blocks */
-				off -= off % BS;
-				len = BS;
-			}
-			char *taken = NULL;
-			ssize_t n = a->take ? data_cache_read_take(f, &taken, len, off) : -EAGAIN;
-			if (n >= 0) {
-				memcpy(buf, taken, (size_t)n);
-				free(taken);
-			} else {
-				n = data_cache_read(f, buf, len, off);
-			}
+			ssize_t n = data_cache_read(f, buf, len, off);
 			size_t want = off >= o->size ? 0 : len < o->size - off ? len : o->size - off;
 			if (n == -EIO) {
 				a->errors++;
@@ -1025,7 +1013,7 @@ static void concurrent_stress(struct fixture *fx, bool memory)
 	objs[1] = fake_add(&fx->fs, "s1", "e", 5 * BS);
 	objs[2] = fake_add(&fx->fs, "s2", "e", 3);
 	for (int i = 0; i < 4; i++) {
-		args[i] = (struct stress_arg){fx, objs, 3, 100u + (unsigned)i, 0, false, memory};
+		args[i] = (struct stress_arg){fx, objs, 3, 100u + (unsigned)i, 0, false};
 		assert_int_equal(pthread_create(&t[i], NULL, stress_thread, &args[i]), 0);
 	}
 	for (int i = 0; i < 4; i++)
@@ -1043,7 +1031,7 @@ static void concurrent_stress(struct fixture *fx, bool memory)
 	}
 	assert_true(errors > 0); /* the injection did happen */
 	assert_int_equal(s.bytes_in_memory, 0); /* every handle closed: no buffer left */
-	if (memory) /* (whether a read took a buffer depends on timing: test_read_take_*) */
+	if (memory)
 		assert_true(s.readahead_to_memory > 0);
 }
 
@@ -1052,7 +1040,7 @@ static void test_concurrent_stress(void **state)
 	concurrent_stress(*state, false);
 }
 
-/* The same with read-ahead into memory and reads that take its buffers. */
+/* The same with read-ahead into memory (less than the window: some goes to the file). */
 static void test_concurrent_stress_memory(void **state)
 {
 	concurrent_stress(*state, true);
@@ -1107,47 +1095,6 @@ static void test_readahead_into_memory(void **state)
 	read_check(f, o, 20 * BS + 5, 100);
 	assert_int_equal(fx->fs.gets, gets + 1);
 	data_cache_close(f);
-}
-
-/* Whole-block reads take the read-ahead buffers without a copy; other reads are refused
- * with EAGAIN and change nothing. */
-static void test_read_take_hands_over(void **state)
-{
-	struct fixture *fx = *state;
-	struct fake_object *o;
-	struct data_cache_file *f;
-	unsigned taken = 0;
-	char *mem = NULL;
-
-	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
-	fx->fs.chunk_delay_us = 200;
-	start_cache(fx);
-	o = fake_add(&fx->fs, "seq", "e", 24 * BS + 7);
-	f = open_obj(fx, o);
-	assert_int_equal(data_cache_read_take(f, &mem, BS, 0), -EAGAIN); /* nothing there */
-	read_check(f, o, 0, BS);
-	read_check(f, o, BS, BS); /* sequential: read-ahead into memory */
-	assert_int_equal(data_cache_read_take(f, &mem, BS, 2 * BS + 1), -EAGAIN); /* unaligned */
-	assert_int_equal(data_cache_read_take(f, &mem, BS / 2, 2 * BS), -EAGAIN); /* partial */
-	assert_null(mem);
-	for (uint64_t off = 2 * BS; off < o->size; off += BS) {
-		ssize_t n = data_cache_read_take(f, &mem, BS, off);
-		if (n == -EAGAIN) {
-			read_check(f, o, off, BS);
-			continue;
-		}
-		uint64_t want = o->size - off < BS ? o->size - off : BS;
-		assert_int_equal(n, (ssize_t)want); /* short only at the end */
-		assert_memory_equal(mem, o->data + off, want);
-		free(mem);
-		mem = NULL;
-		taken++;
-	}
-	assert_true(taken >= 15);
-	assert_int_equal(stats(fx).reads_handed_over, taken);
-	assert_int_equal(stats(fx).bytes_fetched, o->size);
-	data_cache_close(f);
-	assert_int_equal(stats(fx).bytes_in_memory, 0);
 }
 
 /* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
@@ -1274,7 +1221,6 @@ int main(void)
 		T(test_concurrent_stress),
 		T(test_concurrent_stress_memory),
 		T(test_readahead_into_memory),
-		T(test_read_take_hands_over),
 		T(test_memory_readahead_cancelled_on_seek),
 		T(test_memory_bound_spills_to_file),
 		T(test_eviction_spares_readers),
