@@ -9,6 +9,8 @@
 #        DELAY_MS=0 (one-way latency added by tests/lib/faultproxy.py; 5 for the issue's setup)
 #        BIG_MIB=512 LIST_N=10000 SF_N=1000 SF_KIB=16 RAND_S=20 REPS=1
 #        OBJFS_OPTS="key=value,..." (extra objfs mount options, to try settings)
+#        SEQWRITE_SOURCE=warm (the 512 MiB written is read into the page cache first, so that
+#        the local disk's read speed is not part of every file system's time) or cold
 # Needs: fuse3 s3fs rclone fio curl python3 (contrib/install-deps.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -82,6 +84,15 @@ server_count() {
 	"$OBJFS_BIN" ls -r "s3://src/$1" -o "endpoint=$S3_ENDPOINT,region=$S3_REGION" | wc -l
 }
 
+# the source of seqwrite in the page cache (SEQWRITE_SOURCE=warm) or not (cold)
+warm_source() {
+	if [[ ${SEQWRITE_SOURCE:-warm} == warm ]]; then
+		cat "$W/big" >/dev/null
+	else
+		echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+	fi
+}
+
 # ---- raw: the ceiling, parallel HTTP without FUSE ----
 curl_s3() { curl -sS --no-progress-meter --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
 	-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"; }
@@ -118,6 +129,7 @@ run_raw() {
 	if [[ " $WORKLOADS " == *" seqwrite "* ]]; then
 		# curl cannot do a parallel multipart upload: the direct path is objfs put (the same
 		# engine and parallel parts, without FUSE, staging or journal)
+		warm_source
 		t=$(now)
 		"$OBJFS_BIN" put "$W/big" s3://src/rawbig -o "endpoint=$EP,region=$S3_REGION" >/dev/null
 		record raw seqwrite_synced "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
@@ -210,6 +222,7 @@ run_fs() { # FS
 	fi
 	if [[ " $WORKLOADS " == *" seqwrite "* ]]; then
 		mount_fs "$fs"
+		warm_source
 		t=$(now)
 		dd if="$W/big" of="$MP/wbig-$fs" bs=1M status=none
 		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" || fail "objfs sync failed"; fi
