@@ -18,9 +18,10 @@
  *
  * Read-ahead into memory: while dc->mem_max allows, a read-ahead job fetches its block into
  * a memory buffer instead of the file (the store's get_iov). Such a block is PRESENT with
- * b->mem set; it is not in the LRU and not counted in present_bytes, and it is released as
- * soon as no reader's window holds it (the reader has passed it, moved elsewhere or closed
- * the file). A stream is then read without a write to and a read from the cache file, which
+ * b->mem set; it is not in the LRU and not counted in present_bytes, and it is released once
+ * no reader's window holds it (the reader has passed it, moved elsewhere or closed the
+ * file), checked at each read, close and end of a read-ahead GET of its version. A handle
+ * that stays open without reading keeps its window's blocks. A stream is then read without a write to and a read from the cache file, which
  * are most of the CPU a sequential read costs; the kernel's page cache keeps what was read.
  * Read-ahead beyond the memory, and every block a reader fetches itself, go to the file.
  *
@@ -55,9 +56,9 @@
 /* After a read-ahead of a version fails, read ahead of it again only after this long: a
  * failing store should not get a failing background GET for every read. */
 #define DC_READ_AHEAD_PAUSE_MS 1000
-/* A block in memory stays while a reader is at most this many blocks past it (the kernel's
- * parallel reads come a little out of order). */
-#define DC_MEM_BEHIND 2
+/* A block in memory stays while a reader is at most this many bytes past it (the kernel's
+ * parallel reads come a little out of order); at least 2 blocks. */
+#define DC_MEM_BEHIND_BYTES (2 * 1024 * 1024)
 /* dc_fetch_run could not reserve room in the cache: serve the read without caching. */
 #define DC_NO_ROOM ENOBUFS
 
@@ -143,6 +144,7 @@ struct data_cache {
 	struct dc_job *queue_head, *queue_tail;
 	uint64_t present_bytes, fetching_bytes;
 	uint64_t mem_max, mem_bytes; /* read-ahead memory: a block size per buffer in use */
+	uint64_t mem_behind;         /* blocks (DC_MEM_BEHIND_BYTES) */
 	void *mem_pool;              /* unused buffers, each holding the next one's address */
 	uint64_t name_seq;
 	bool stopping;
@@ -262,7 +264,6 @@ static char *dc_mem_get(struct data_cache *dc)
 	return p;
 }
 
-/* No read-ahead buffer is in use: give the memory back. */
 static void dc_mem_pool_free(struct data_cache *dc)
 {
 	while (dc->mem_pool) {
@@ -272,13 +273,13 @@ static void dc_mem_pool_free(struct data_cache *dc)
 	}
 }
 
+/* Back to the pool, which keeps the buffers until destroy (at most mem_max): freeing them
+ * whenever no stream reads ahead would fault them in again for every file of a cp -r. */
 static void dc_mem_put(struct data_cache *dc, char *p)
 {
 	*(void **)p = dc->mem_pool;
 	dc->mem_pool = p;
 	dc->mem_bytes -= dc->block_size;
-	if (dc->mem_bytes == 0)
-		dc_mem_pool_free(dc); /* no stream reads ahead now: give the memory back */
 }
 
 static void dc_mem_list_remove(struct dc_version *v, struct dc_block *b)
@@ -301,25 +302,32 @@ static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct d
 	b->state = DC_ABSENT;
 }
 
-/* Whether a reader of v may still read block i from memory. */
-static bool dc_mem_wanted(const struct dc_version *v, uint64_t i)
+/* Whether a reader of v may still read block i from memory: in its window, or at most
+ * behind blocks behind it. */
+static bool dc_mem_wanted(const struct dc_version *v, uint64_t i, uint64_t behind)
 {
 	for (const struct data_cache_file *h = v->handles; h; h = h->next)
-		if (h->has_read && i + DC_MEM_BEHIND >= h->win_lo && i < h->win_hi)
+		if (h->has_read && i + behind >= h->win_lo && i < h->win_hi)
 			return true;
 	return false;
 }
 
-/* Release v's blocks in memory that no reader wants (and nobody copies out of). */
-static void dc_mem_drop_unwanted(struct data_cache *dc, struct dc_version *v)
+/* Release v's blocks in memory that no reader wants (and nobody copies out of); behind:
+ * how far behind its reader a block is still wanted. */
+static void dc_mem_drop_behind(struct data_cache *dc, struct dc_version *v, uint64_t behind)
 {
 	struct dc_block *b = v->mem_head, *next;
 
 	for (; b; b = next) {
 		next = b->lru_next;
-		if (b->pins == 0 && !dc_mem_wanted(v, dc_block_index(v, b)))
+		if (b->pins == 0 && !dc_mem_wanted(v, dc_block_index(v, b), behind))
 			dc_mem_release(dc, v, b);
 	}
+}
+
+static void dc_mem_drop_unwanted(struct data_cache *dc, struct dc_version *v)
+{
+	dc_mem_drop_behind(dc, v, dc->mem_behind);
 }
 
 /* ---- index ---------------------------------------------------------------------------- */
@@ -756,7 +764,10 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 		 * or the other). When there is not, and this reader has a chunk in memory ahead
 		 * already, wait: it gives memory back as it reads. Else into the file. */
 		if ((i - from) % dc->run_blocks == 0 && v->st->ops->get_iov && dc->mem_max) {
-			to_mem = dc->mem_bytes + dc->run_blocks * dc->block_size <= dc->mem_max;
+			uint64_t need = dc_min(dc->run_blocks, to - i) * dc->block_size;
+			if (dc->mem_bytes + need > dc->mem_max) /* what its readers have passed */
+				dc_mem_drop_behind(dc, v, 0);
+			to_mem = dc->mem_bytes + need <= dc->mem_max;
 			if (!to_mem && dc_mem_ahead(f) >= dc->run_blocks)
 				return;
 		}
@@ -841,6 +852,7 @@ static void *dc_worker(void *arg)
 	pthread_mutex_lock(&dc->lock);
 	for (;;) {
 		struct dc_job *j, *tail, *next;
+		struct dc_version *v;
 		struct store_io io;
 		uint64_t got, last;
 		int r;
@@ -875,10 +887,13 @@ static void *dc_worker(void *arg)
 		if (r != 0 && r != ECANCELED && !j->run_cancel)
 			log_debug("read-ahead of '%s' blocks %" PRIu64 "-%" PRIu64 " failed: %s",
 				  j->v->key, j->block, last, strerror(r));
+		v = j->v;
 		for (; j; j = next) {
 			next = j->run_next;
 			dc_job_end(dc, j, r);
 		}
+		/* blocks of the run that nobody wants any more (it ran on for the others) */
+		dc_mem_drop_unwanted(dc, v);
 	}
 	pthread_mutex_unlock(&dc->lock);
 	return NULL;
@@ -1056,7 +1071,7 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 			b->pins--;
 			/* Not freed at the block's end: the kernel's parallel requests come out of
 			 * order, and one for its start may still come. dc_mem_drop_unwanted frees
-			 * it once the reader is DC_MEM_BEHIND blocks past it. */
+			 * it once the reader is mem_behind blocks past it. */
 			pos = seg_end;
 			continue;
 		}
@@ -1305,11 +1320,19 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->max_bytes = cfg->max_bytes;
 	dc->read_ahead = cfg->read_ahead;
 	dc->mem_max = cfg->read_ahead ? cfg->read_ahead_mem : 0;
+	dc->mem_behind = DC_MEM_BEHIND_BYTES / dc->block_size;
+	if (dc->mem_behind < 2)
+		dc->mem_behind = 2;
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
 	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
 	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;
 	if (dc->run_blocks < 1)
 		dc->run_blocks = 1;
+	if (dc->mem_max && dc->mem_max < dc->run_blocks * dc->block_size)
+		log_warn("read_ahead_mem=%" PRIu64 " is less than one read-ahead GET (%" PRIu64
+			 " bytes): read-ahead goes to the cache directory; raise read_ahead_mem or "
+			 "lower read_ahead_chunk",
+			 dc->mem_max, dc->run_blocks * dc->block_size);
 	if ((r = dc_prepare_dir(cfg->dir, dc->data_dir, &what)) != 0) {
 		snprintf(err, errlen,
 			 "cannot %s cache directory '%s': %s; fix it or choose another with -o "

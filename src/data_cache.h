@@ -34,7 +34,7 @@ struct data_cache_config {
 	const char *dir;        /* cache_dir/data is created below it (dir too, if missing) */
 	uint64_t max_bytes;     /* cache_size: bound on bytes held on disk */
 	uint64_t block_size;    /* range GET unit (1 MiB); 0 = 1 MiB */
-	uint64_t read_ahead;    /* read-ahead window in bytes (64 MiB); 0 disables */
+	uint64_t read_ahead;    /* read-ahead window in bytes (32 MiB); 0 disables */
 	uint64_t read_ahead_chunk; /* most bytes one read-ahead GET fetches (8 MiB); 0 = one
 				    * block */
 	uint64_t read_ahead_mem; /* memory read-ahead may fill instead of the file (32 MiB),
@@ -83,7 +83,7 @@ struct data_cache_stats {
 	uint64_t bytes_fetching;         /* reserved by fetches in flight or queued */
 	uint64_t bypass_reads;           /* reads (or parts) served without caching: no room */
 	uint64_t bytes_in_memory;        /* read-ahead buffers in use (block size each) */
-	uint64_t readahead_to_memory;    /* read-ahead blocks fetched into memory */
+	uint64_t readahead_to_memory;    /* read-ahead blocks queued to go into memory */
 };
 void data_cache_get_stats(struct data_cache *dc, struct data_cache_stats *out);
 

@@ -121,6 +121,7 @@ while filled() < need:
 settle(lambda: (stat("http_in_flight"), stat("http_queued"), filled()), 20,
        "the first read-ahead")
 res["readahead_started"] = stat("cache_readahead_started")
+res["to_memory"] = stat("cache_readahead_to_memory")
 pmode({"hold": {"kind": "GET"}})
 read_seq(fd, 4 * MiB, 3 * MiB + W)  # blocks read ahead already; the window moves on
 res["held"] = settle(lambda: pstats()["held_requests"], 20, "held read-ahead GETs")
@@ -171,6 +172,11 @@ for run in close/file seek/file close/memory seek/memory; do
 	out=$(drive "${run%/*}" "$where") || fail "$case: the reader failed: $out"
 	echo "$case: $out"
 	assert_le 1 "$(field "$out" readahead_started)" "$case: sequential reads started read-ahead"
+	if [[ $where == memory ]]; then
+		assert_le 1 "$(field "$out" to_memory)" "$case: the read-ahead went into memory"
+	else
+		assert_eq "$(field "$out" to_memory)" 0 "$case: the read-ahead went into the cache file"
+	fi
 	assert_le 1 "$(field "$out" held)" "$case: read-ahead GETs were in flight (held at the proxy)"
 	secs=$(field "$out" abandoned_s)
 	[[ $secs != null ]] || fail "$case: objfs did not abandon its read-ahead GETs within 10 s"

@@ -601,9 +601,13 @@ static void seek_away_cancels(struct fixture *fx, struct data_cache_file *f,
 {
 	read_check(f, o, 30 * BS + 10, 100);
 	assert_true(wait_count(&fx->fs, &fx->fs.cancelled, want_cancelled, ms));
-	for (int i = 0; i < 2000 && stats(fx).bytes_fetching > 0; i++)
-		usleep(1000);
 	struct data_cache_stats s = stats(fx);
+	/* until the workers have ended every job (memory jobs reserve no file room) */
+	for (int i = 0; i < 2000 && (s.bytes_fetching > 0 || s.bytes_in_memory > 0 ||
+				     s.readahead_cancelled != s.readahead_started); i++) {
+		usleep(1000);
+		s = stats(fx);
+	}
 	assert_int_equal(s.bytes_fetching, 0);
 	assert_int_equal(s.readahead_cancelled, s.readahead_started);
 	assert_true(s.bytes_fetched < 3 * BS);
@@ -1115,6 +1119,42 @@ static void test_memory_readahead_cancelled_on_seek(void **state)
 	assert_int_equal(stats(fx).bytes_in_memory, 0);
 }
 
+/* A reader that reaches a block still queued for read-ahead into memory fetches it itself,
+ * into the file: the job and its buffer go, and the bytes are right. One worker, busy with
+ * the first chunk, keeps the later ones queued. */
+static void test_memory_job_taken_over(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+
+	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
+	fx->cfg.workers = 1;
+	fx->fs.chunk = 4096;
+	fx->fs.chunk_delay_us = 3000; /* a block takes ~50 ms */
+	start_cache(fx);
+	o = fake_add(&fx->fs, "q", "e", 16 * BS);
+	f = open_obj(fx, o);
+	read_check(f, o, 0, 4096);
+	read_check(f, o, 4096, 4096); /* sequential: blocks 1..8 queued into memory */
+	struct data_cache_stats s = stats(fx);
+	assert_true(s.readahead_to_memory >= 6);
+	uint64_t cached = s.bytes_cached;
+	read_check(f, o, 4 * BS, BS / 2); /* block 4: queued behind the worker's chunk */
+	s = stats(fx);
+	assert_true(s.bytes_cached >= cached + BS); /* fetched by the reader, into the file */
+	assert_true(s.bytes_in_memory <= 8 * BS);
+	unsigned foreground = 0;
+	for (unsigned i = 0; i < fx->fs.n_calls; i++)
+		foreground += !fx->fs.calls[i].background && fx->fs.calls[i].off == 4 * BS;
+	assert_int_equal(foreground, 1);
+	for (uint64_t off = 4 * BS + BS / 2; off < o->size; off += BS / 2)
+		read_check(f, o, off, BS / 2);
+	data_cache_close(f);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+	assert_int_equal(stats(fx).bytes_fetching, 0);
+}
+
 /* Two streams and memory for one chunk: the memory bound holds and the rest of the
  * read-ahead goes to the cache file; both read correctly. */
 static void test_memory_bound_spills_to_file(void **state)
@@ -1223,6 +1263,7 @@ int main(void)
 		T(test_readahead_into_memory),
 		T(test_memory_readahead_cancelled_on_seek),
 		T(test_memory_bound_spills_to_file),
+		T(test_memory_job_taken_over),
 		T(test_eviction_spares_readers),
 #undef T
 	};
