@@ -748,13 +748,11 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 	bool to_mem = false;
 
 	/* Queue whole chunks: while the reader moves on block by block, wait until a chunk of
-	 * the window is absent, so that a worker takes it in one GET, not a GET a block (a
-	 * chunk and one block more would make the next GET a block). At the end of the object,
-	 * what is left. */
+	 * the window is absent, so that a worker takes it in one GET, not a GET a block. */
 	while (from < to && v->blocks[from].state != DC_ABSENT)
 		from++;
-	if (to < v->nblocks)
-		to -= (to - from) % dc->run_blocks;
+	if (to - from < dc->run_blocks && to < v->nblocks)
+		return;
 	for (uint64_t i = from; i < to && !dc->stopping; i++) {
 		struct dc_block *b = &v->blocks[i];
 		uint64_t len = dc_block_len(dc, v, i);
