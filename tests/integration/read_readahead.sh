@@ -19,6 +19,10 @@
 #
 # Each case runs twice: with read_ahead_mem=0 (read-ahead fills the cache directory) and
 # with the default (read-ahead fills memory buffers; "filled" then counts those).
+#
+# Last, read-ahead into memory under faults: the proxy resets GETs in the middle of their
+# bodies; each retry restarts filling the memory buffers, and the whole object read by dd
+# still has the source's md5.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -33,6 +37,7 @@ harness_mkbucket "$bucket"
 size_mib=256
 head -c $((size_mib << 20)) /dev/urandom >"$HARNESS_DIR/big"
 s3c put --no-progress "$HARNESS_DIR/big" "s3://$bucket/big" >/dev/null || fail "s3cmd upload failed"
+big_md5=$(md5sum <"$HARNESS_DIR/big" | cut -d' ' -f1)
 rm -f "$HARNESS_DIR/big"
 
 harness_start_proxy
@@ -193,3 +198,16 @@ for run in close/file seek/file close/memory seek/memory; do
 	objfs_umount "$mp"
 done
 pass "unmounted cleanly"
+
+# ---- read-ahead into memory, GETs reset in the middle of their bodies ----
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,read_ahead=${window_mib}M,read_ahead_chunk=4M"
+proxy_reset
+proxy_mode '{"reset": {"when": "mid", "method": "GET", "p": 0.3, "count": 8}}'
+got=$(dd if="$mp/big" bs=1M status=none | md5sum | cut -d' ' -f1)
+proxy_mode '{}'
+assert_le 1 "$(proxy_stat injected.reset)" "the proxy reset GETs mid-body ($(proxy_stat injected.reset))"
+assert_eq "$got" "$big_md5" "md5 of the ${size_mib} MiB object read ahead into memory through the resets"
+assert_le 1 "$("$OBJFS_BIN" status "$mp" | sed -n 's/^cache_readahead_to_memory=//p')" \
+	"the read-ahead went into memory"
+objfs_umount "$mp"
+pass "unmounted cleanly after the resets"
