@@ -21,9 +21,11 @@
  * b->mem set; it is not in the LRU and not counted in present_bytes, and it is released once
  * no reader's window holds it (the reader has passed it, moved elsewhere or closed the
  * file), checked at each read, close and end of a read-ahead GET of its version. A handle
- * that stays open without reading keeps its window's blocks. A stream is then read without a write to and a read from the cache file, which
- * are most of the CPU a sequential read costs; the kernel's page cache keeps what was read.
- * Read-ahead beyond the memory, and every block a reader fetches itself, go to the file.
+ * that stays open without reading keeps its window's blocks. A stream is then read without
+ * a write to and a read from the cache file, which are most of the CPU a sequential read
+ * costs; the kernel's page cache keeps what was read. Every block a reader fetches itself
+ * goes to the file, and so does read-ahead that finds no memory while its reader has none
+ * ahead (a reader with memory ahead waits for its own to be freed).
  *
  * The cache is not persistent: nothing records across mounts which blocks of a file hold
  * valid data, so data_cache_create empties cache_dir/data and destroy removes the files.
@@ -215,17 +217,24 @@ static void dc_check(const struct data_cache *dc)
 
 /* ---- LRU ---------------------------------------------------------------------------- */
 
-static void dc_lru_remove(struct data_cache *dc, struct dc_block *b)
+/* Unlink b from a list through lru_prev/lru_next: the LRU, or a version's memory blocks
+ * (which keeps no tail: tail NULL). */
+static void dc_list_remove(struct dc_block **head, struct dc_block **tail, struct dc_block *b)
 {
 	if (b->lru_prev)
 		b->lru_prev->lru_next = b->lru_next;
 	else
-		dc->lru_head = b->lru_next;
+		*head = b->lru_next;
 	if (b->lru_next)
 		b->lru_next->lru_prev = b->lru_prev;
-	else
-		dc->lru_tail = b->lru_prev;
+	else if (tail)
+		*tail = b->lru_prev;
 	b->lru_prev = b->lru_next = NULL;
+}
+
+static void dc_lru_remove(struct data_cache *dc, struct dc_block *b)
+{
+	dc_list_remove(&dc->lru_head, &dc->lru_tail, b);
 }
 
 static void dc_lru_append(struct data_cache *dc, struct dc_block *b)
@@ -282,24 +291,19 @@ static void dc_mem_put(struct data_cache *dc, char *p)
 	dc->mem_bytes -= dc->block_size;
 }
 
-static void dc_mem_list_remove(struct dc_version *v, struct dc_block *b)
+/* b's buffer goes back to the pool; b is ABSENT (its caller may make it FETCHING). */
+static void dc_mem_drop(struct data_cache *dc, struct dc_block *b)
 {
-	if (b->lru_prev)
-		b->lru_prev->lru_next = b->lru_next;
-	else
-		v->mem_head = b->lru_next;
-	if (b->lru_next)
-		b->lru_next->lru_prev = b->lru_prev;
-	b->lru_prev = b->lru_next = NULL;
+	dc_mem_put(dc, b->mem);
+	b->mem = NULL;
+	b->state = DC_ABSENT;
 }
 
 /* A block PRESENT in memory becomes ABSENT. */
 static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct dc_block *b)
 {
-	dc_mem_list_remove(v, b);
-	dc_mem_put(dc, b->mem);
-	b->mem = NULL;
-	b->state = DC_ABSENT;
+	dc_list_remove(&v->mem_head, NULL, b);
+	dc_mem_drop(dc, b);
 }
 
 /* Whether a reader of v may still read block i from memory: in its window, or at most
@@ -629,18 +633,16 @@ static void dc_fetch_done(struct data_cache *dc, struct dc_version *v, uint64_t 
 		uint64_t len = dc_block_len(dc, v, i);
 		b->job = NULL;
 		if (b->mem) { /* in memory: not in the LRU, not counted in the file's bytes */
-			if (r == 0) {
-				b->state = DC_PRESENT;
-				b->lru_prev = NULL;
-				b->lru_next = v->mem_head;
-				if (v->mem_head)
-					v->mem_head->lru_prev = b;
-				v->mem_head = b;
-			} else {
-				dc_mem_put(dc, b->mem);
-				b->mem = NULL;
-				b->state = DC_ABSENT;
+			if (r != 0) {
+				dc_mem_drop(dc, b);
+				continue;
 			}
+			b->state = DC_PRESENT;
+			b->lru_prev = NULL;
+			b->lru_next = v->mem_head;
+			if (v->mem_head)
+				v->mem_head->lru_prev = b;
+			v->mem_head = b;
 			continue;
 		}
 		dc->fetching_bytes -= len;
@@ -743,7 +745,6 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 {
 	struct data_cache *dc = f->dc;
 	struct dc_version *v = f->v;
-
 	uint64_t to = f->win_hi;
 	bool to_mem = false;
 
@@ -937,10 +938,8 @@ static int dc_fetch_run(struct data_cache *dc, struct dc_version *v, uint64_t fi
 			free(b->job);
 			b->job = NULL;
 		}
-		if (b->mem) { /* ... or it had memory, and the file's room was reserved above */
-			dc_mem_put(dc, b->mem);
-			b->mem = NULL;
-		}
+		if (b->mem) /* ... or it had memory, and the file's room was reserved above */
+			dc_mem_drop(dc, b);
 		b->state = DC_FETCHING;
 	}
 	*run_last = e;

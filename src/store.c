@@ -54,6 +54,15 @@ int store_attr_copy(struct store_attr *dst, const struct store_attr *src)
 	return 0;
 }
 
+uint64_t store_iov_len(const struct iovec *iov, int n)
+{
+	uint64_t len = 0;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	return len;
+}
+
 void store_list_free(struct store_list *l)
 {
 	if (!l)

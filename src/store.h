@@ -76,6 +76,8 @@ struct store_list {
 	size_t n_entries;
 	char *next_token;   /* NULL when this was the last page */
 };
+/* Total length of iov[0..n) (a get_iov's byte count). */
+uint64_t store_iov_len(const struct iovec *iov, int n);
 void store_list_free(struct store_list *l);
 
 /* A body to upload: mem when not NULL, else len bytes of fd at off. */

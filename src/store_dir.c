@@ -533,11 +533,8 @@ static int dir_get_iov(struct store *st, const char *key, uint64_t off, const ch
 		       const struct store_io *io, const struct iovec *iov, int iovcnt,
 		       uint64_t *got)
 {
-	uint64_t len = 0;
-
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	return dir_get_any(st, key, off, len, if_etag, io, -1, 0, iov, iovcnt, got);
+	return dir_get_any(st, key, off, store_iov_len(iov, iovcnt), if_etag, io, -1, 0, iov, iovcnt,
+			   got);
 }
 
 /* ---- listing ---- */

@@ -613,7 +613,6 @@ struct s3_get_sink {
 	int fd;
 	off_t fd_off;
 	const struct iovec *iov;
-	int iovcnt;
 	uint64_t want; /* bytes the caller asked for; more (a 200 to a range) is dropped */
 	uint64_t pos;
 	int vi;        /* iov: the entry pos is in, and the bytes of it filled */
@@ -724,10 +723,8 @@ static int s3_get_iov(struct store *st, const char *key, uint64_t off, const cha
 		      const struct store_io *io, const struct iovec *iov, int iovcnt,
 		      uint64_t *got)
 {
-	struct s3_get_sink sink = {.fd = -1, .iov = iov, .iovcnt = iovcnt};
+	struct s3_get_sink sink = {.fd = -1, .iov = iov, .want = store_iov_len(iov, iovcnt)};
 
-	for (int i = 0; i < iovcnt; i++)
-		sink.want += iov[i].iov_len;
 	return s3_get_into(st, key, off, if_etag, io, &sink, got);
 }
 

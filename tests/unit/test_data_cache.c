@@ -196,10 +196,7 @@ static int fake_get_iov(struct store *st, const char *key, uint64_t off, const c
 			const struct store_io *io, const struct iovec *iov, int iovcnt,
 			uint64_t *got)
 {
-	uint64_t len = 0;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	return fake_get_any(st, key, off, len, if_etag, io, -1, 0, iov, got);
+	return fake_get_any(st, key, off, store_iov_len(iov, iovcnt), if_etag, io, -1, 0, iov, got);
 }
 
 static void fake_destroy(struct store *st)
