@@ -764,8 +764,10 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 		 * already, wait: it gives memory back as it reads. Else into the file. */
 		if ((i - from) % dc->run_blocks == 0 && v->st->ops->get_iov && dc->mem_max) {
 			uint64_t need = dc_min(dc->run_blocks, to - i) * dc->block_size;
-			if (dc->mem_bytes + need > dc->mem_max) /* what its readers have passed */
-				dc_mem_drop_behind(dc, v, 0);
+			/* short: what its readers have passed, keeping the 2 blocks behind that
+			 * the kernel's out-of-order requests may still want */
+			if (dc->mem_bytes + need > dc->mem_max)
+				dc_mem_drop_behind(dc, v, 2);
 			to_mem = dc->mem_bytes + need <= dc->mem_max;
 			if (!to_mem && dc_mem_ahead(f) >= dc->run_blocks)
 				return;
