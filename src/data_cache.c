@@ -76,6 +76,7 @@ struct dc_block {
 	char *mem;                            /* its buffer while fetched into or in memory */
 	struct dc_job *job;                   /* FETCHING by read-ahead: its job; else NULL */
 	uint32_t pins;                        /* readers copying out of it */
+	uint32_t copied;                      /* bytes read out of its buffer (saturating) */
 	uint32_t waiters;                     /* readers waiting for FETCHING to end */
 	uint8_t state;                        /* enum dc_state */
 };
@@ -126,12 +127,14 @@ struct data_cache_file {
 	/* The reader's stream, protected by dc->lock: */
 	uint64_t next_off;       /* end of the furthest read of the current stream */
 	uint64_t win_lo, win_hi; /* blocks [lo, hi) it reads now or reads ahead */
+	uint64_t lag;            /* the furthest a read of the stream came behind next_off */
 	bool has_read, sequential;
 };
 
 struct data_cache {
 	char *data_dir;
 	uint64_t max_bytes, block_size, read_ahead;
+	uint64_t slack; /* how far out of order a read may come and still be the stream's */
 	uint64_t run_blocks; /* most blocks one read-ahead GET fetches */
 	unsigned n_workers;
 	pthread_t *workers;
@@ -296,6 +299,7 @@ static void dc_mem_drop(struct data_cache *dc, struct dc_block *b)
 {
 	dc_mem_put(dc, b->mem);
 	b->mem = NULL;
+	b->copied = 0;
 	b->state = DC_ABSENT;
 }
 
@@ -307,12 +311,20 @@ static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct d
 }
 
 /* Whether a reader of v may still read block i from memory: in its window, or at most
- * behind blocks behind it. */
-static bool dc_mem_wanted(const struct dc_version *v, uint64_t i, uint64_t behind)
+ * behind blocks behind it, or not read yet and close enough behind that the kernel's
+ * out-of-order requests may still come for it (dc->slack). */
+static bool dc_mem_wanted(const struct data_cache *dc, const struct dc_version *v, uint64_t i,
+			  uint64_t behind)
 {
-	for (const struct data_cache_file *h = v->handles; h; h = h->next)
-		if (h->has_read && i + behind >= h->win_lo && i < h->win_hi)
+	bool unread = v->blocks[i].copied < dc_block_len(dc, v, i);
+
+	for (const struct data_cache_file *h = v->handles; h; h = h->next) {
+		if (!h->has_read || i >= h->win_hi)
+			continue;
+		if (i + behind >= h->win_lo ||
+		    (unread && h->sequential && (i + 1) * dc->block_size + dc->slack >= h->next_off))
 			return true;
+	}
 	return false;
 }
 
@@ -324,7 +336,7 @@ static void dc_mem_drop_behind(struct data_cache *dc, struct dc_version *v, uint
 
 	for (; b; b = next) {
 		next = b->lru_next;
-		if (b->pins == 0 && !dc_mem_wanted(v, dc_block_index(v, b), behind))
+		if (b->pins == 0 && !dc_mem_wanted(dc, v, dc_block_index(v, b), behind))
 			dc_mem_release(dc, v, b);
 	}
 }
@@ -811,17 +823,23 @@ static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t le
 {
 	struct data_cache *dc = f->dc;
 	struct dc_version *v = f->v;
-	uint64_t bs = dc->block_size, end = off + len;
-	bool near = f->has_read && off <= f->next_off + bs && off + 2 * bs >= f->next_off;
+	uint64_t bs = dc->block_size, end = off + len, lo;
+	bool near = f->has_read && off <= f->next_off + dc->slack && off + dc->slack >= f->next_off;
 
 	if (f->has_read && off == f->next_off)
 		f->sequential = true;
 	else if (!near)
 		f->sequential = false;
+	if (!near)
+		f->lag = 0;
+	else if (off < f->next_off && f->next_off - off > f->lag)
+		f->lag = f->next_off - off;
 	if (!near || end > f->next_off)
 		f->next_off = end;
 	f->has_read = true;
-	f->win_lo = off / bs;
+	/* the window starts as far behind the furthest read as reads have come */
+	lo = f->next_off - dc_min(f->next_off, len + f->lag);
+	f->win_lo = dc_min(lo, off) / bs;
 	f->win_hi = (end - 1) / bs + 1;
 	if (f->sequential && dc->n_workers > 0) {
 		uint64_t ra_end = f->next_off + dc_min(dc->read_ahead, v->size);
@@ -1068,6 +1086,7 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 			memcpy(out + (pos - off), b->mem + (pos - i * bs), seg_end - pos);
 			pthread_mutex_lock(&dc->lock);
 			b->pins--;
+			b->copied = (uint32_t)dc_min(UINT32_MAX, b->copied + (seg_end - pos));
 			/* Not freed at the block's end: the kernel's parallel requests come out of
 			 * order, and one for its start may still come. dc_mem_drop_unwanted frees
 			 * it once the reader is mem_behind blocks past it. */
@@ -1322,6 +1341,9 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->mem_behind = DC_MEM_BEHIND_BYTES / dc->block_size;
 	if (dc->mem_behind < 2)
 		dc->mem_behind = 2;
+	/* The kernel's read-ahead has several requests in flight (read_ahead_kb over max_read)
+	 * and they arrive in any order: within half the window, a read is still the stream's. */
+	dc->slack = dc->read_ahead / 2 > 2 * dc->block_size ? dc->read_ahead / 2 : 2 * dc->block_size;
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
 	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
 	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;

@@ -20,9 +20,14 @@
 # Each case runs twice: with read_ahead_mem=0 (read-ahead fills the cache directory) and
 # with the default (read-ahead fills memory buffers; "filled" then counts those).
 #
-# Last, read-ahead into memory under faults: the proxy resets GETs in the middle of their
+# Then read-ahead into memory under faults: the proxy resets GETs in the middle of their
 # bodies; each retry restarts filling the memory buffers, and the whole object read by dd
 # still has the source's md5.
+#
+# Last, the kernel's own read-ahead raised to 4 MiB (read_ahead_kb of the mount's device, as
+# a user may tune it): the kernel then has several 1 MiB requests in flight at once and they
+# reach objfs out of order. That is still one sequential reader: no read-ahead is cancelled
+# and each byte comes from the server once.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -211,3 +216,19 @@ assert_le 1 "$("$OBJFS_BIN" status "$mp" | sed -n 's/^cache_readahead_to_memory=
 	"the read-ahead went into memory"
 objfs_umount "$mp"
 pass "unmounted cleanly after the resets"
+
+# ---- the kernel's read-ahead above max_read: requests out of order ----
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT"
+proxy_reset
+bdi=/sys/class/bdi/$(mountpoint -d "$mp")/read_ahead_kb
+echo 4096 >"$bdi" || fail "cannot set $bdi"
+got=$(dd if="$mp/big" bs=1M status=none | md5sum | cut -d' ' -f1)
+assert_eq "$got" "$big_md5" "md5 of the ${size_mib} MiB object read with a 4 MiB kernel read-ahead"
+st=$("$OBJFS_BIN" status "$mp")
+assert_eq "$(sed -n 's/^cache_readahead_cancelled=//p' <<<"$st")" 0 \
+	"out-of-order kernel requests cancelled no read-ahead"
+fetched=$(proxy_stat bytes_to_client)
+assert_le "$fetched" $(((size_mib + 3) << 20)) \
+	"each byte fetched once, within 3 MiB ($fetched bytes for ${size_mib} MiB)"
+objfs_umount "$mp"
+pass "unmounted cleanly after the out-of-order reads"

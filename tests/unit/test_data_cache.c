@@ -1098,6 +1098,56 @@ static void test_readahead_into_memory(void **state)
 	data_cache_close(f);
 }
 
+/* The kernel's own read-ahead sends several requests at once (read_ahead_kb above max_read),
+ * and they reach the cache in any order. Model: each read is one of the `spread` lowest blocks
+ * not yet read. That is still one sequential reader: its read-ahead must not be cancelled and
+ * nothing may be fetched twice. */
+static void out_of_order_reader(struct fixture *fx, unsigned spread)
+{
+	struct fake_object *o;
+	struct data_cache_file *f;
+	bool done[48] = {false};
+	unsigned n = 48, lo = 0, rng = 12345;
+
+	fx->cfg.read_ahead = 16 * BS;
+	fx->cfg.read_ahead_chunk = 4 * BS;
+	fx->fs.chunk_delay_us = 200;
+	start_cache(fx);
+	o = fake_add(&fx->fs, "ooo", "e", n * BS);
+	f = open_obj(fx, o);
+	while (lo < n) {
+		unsigned b;
+		do {
+			rng = rng * 1103515245u + 12345u;
+			b = lo + (rng >> 16) % spread;
+		} while (b >= n || done[b]);
+		read_check(f, o, (uint64_t)b * BS, BS);
+		done[b] = true;
+		while (lo < n && done[lo])
+			lo++;
+	}
+	data_cache_close(f);
+
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.readahead_cancelled, 0);
+	assert_int_equal(s.bytes_fetched, o->size); /* nothing fetched twice */
+	assert_true(s.readahead_started >= n - 8); /* read ahead, not block by block */
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+}
+
+static void test_out_of_order_reader_file(void **state)
+{
+	out_of_order_reader(*state, 4);
+}
+
+static void test_out_of_order_reader_memory(void **state)
+{
+	struct fixture *fx = *state;
+	setup_memory(fx, 16 * BS, 4 * BS, 16 * BS);
+	out_of_order_reader(fx, 4);
+	assert_true(stats(fx).readahead_to_memory >= 40);
+}
+
 /* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
  * memory back. */
 static void test_memory_readahead_cancelled_on_seek(void **state)
@@ -1262,6 +1312,8 @@ int main(void)
 		T(test_memory_bound_spills_to_file),
 		T(test_memory_job_taken_over),
 		T(test_eviction_spares_readers),
+		T(test_out_of_order_reader_file),
+		T(test_out_of_order_reader_memory),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
