@@ -312,7 +312,8 @@ static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct d
 
 /* Whether a reader of v may still read block i from memory: in its window, or at most
  * behind blocks behind it, or not read yet and close enough behind that the kernel's
- * out-of-order requests may still come for it (dc->slack). */
+ * out-of-order requests may still come for it (dc->slack; a reader that skipped it gives
+ * it back once that far past). */
 static bool dc_mem_wanted(const struct data_cache *dc, const struct dc_version *v, uint64_t i,
 			  uint64_t behind)
 {
@@ -1342,8 +1343,8 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	if (dc->mem_behind < 2)
 		dc->mem_behind = 2;
 	/* The kernel's read-ahead has several requests in flight (read_ahead_kb over max_read)
-	 * and they arrive in any order: within half the window, a read is still the stream's. */
-	dc->slack = dc->read_ahead / 2 > 2 * dc->block_size ? dc->read_ahead / 2 : 2 * dc->block_size;
+	 * and they arrive in any order: within the window, a read is still the stream's. */
+	dc->slack = dc->read_ahead > 2 * dc->block_size ? dc->read_ahead : 2 * dc->block_size;
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
 	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
 	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;
