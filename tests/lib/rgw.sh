@@ -155,6 +155,8 @@ rgw frontends = $fe
 rgw data = $d/rgw
 rgw enable usage log = false
 rgw thread pool size = 128
+# virtual-host-style requests (mount_vhost.sh): BUCKET.localhost is the bucket's host
+rgw dns name = localhost
 CONF
 }
 
