@@ -1090,7 +1090,7 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 			b->copied = (uint32_t)dc_min(UINT32_MAX, b->copied + (seg_end - pos));
 			/* Not freed at the block's end: the kernel's parallel requests come out of
 			 * order, and one for its start may still come. dc_mem_drop_unwanted frees
-			 * it once the reader is mem_behind blocks past it. */
+			 * it once the reader is mem_behind blocks past it (unread: dc->slack). */
 			pos = seg_end;
 			continue;
 		}
