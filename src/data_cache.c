@@ -134,7 +134,8 @@ struct data_cache_file {
 struct data_cache {
 	char *data_dir;
 	uint64_t max_bytes, block_size, read_ahead;
-	uint64_t slack; /* how far out of order a read may come and still be the stream's */
+	uint64_t slack; /* how far out of order a read may come and still be the stream's
+			 * (dc_set_slack) */
 	uint64_t run_blocks; /* most blocks one read-ahead GET fetches */
 	unsigned n_workers;
 	pthread_t *workers;
@@ -1317,6 +1318,25 @@ static void dc_stop_workers(struct data_cache *dc, unsigned started)
 		pthread_join(dc->workers[i], NULL);
 }
 
+/* The kernel's read-ahead has several requests in flight (read_ahead_kb over max_read) and
+ * they arrive in any order: the current window and the next one, kra bytes each, plus a
+ * request. Within that, or within our own window, a read is still the stream's. */
+static void dc_set_slack(struct data_cache *dc, uint64_t kra)
+{
+	uint64_t slack = dc->read_ahead > 2 * dc->block_size ? dc->read_ahead : 2 * dc->block_size;
+
+	if (kra && 2 * kra + 2 * dc->block_size > slack)
+		slack = 2 * kra + 2 * dc->block_size;
+	dc->slack = slack;
+}
+
+void data_cache_set_kernel_read_ahead(struct data_cache *dc, uint64_t bytes)
+{
+	pthread_mutex_lock(&dc->lock);
+	dc_set_slack(dc, bytes);
+	pthread_mutex_unlock(&dc->lock);
+}
+
 struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *err, size_t errlen)
 {
 	struct data_cache *dc = NULL;
@@ -1342,9 +1362,7 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->mem_behind = DC_MEM_BEHIND_BYTES / dc->block_size;
 	if (dc->mem_behind < 2)
 		dc->mem_behind = 2;
-	/* The kernel's read-ahead has several requests in flight (read_ahead_kb over max_read)
-	 * and they arrive in any order: within the window, a read is still the stream's. */
-	dc->slack = dc->read_ahead > 2 * dc->block_size ? dc->read_ahead : 2 * dc->block_size;
+	dc_set_slack(dc, 0);
 	dc->n_workers = !cfg->read_ahead ? 0 : cfg->workers ? cfg->workers : DC_DEFAULT_WORKERS;
 	/* a chunk is at most half the window, so that a chunk of it is absent again soon */
 	dc->run_blocks = dc_min(cfg->read_ahead_chunk, dc->read_ahead / 2) / dc->block_size;

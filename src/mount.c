@@ -930,18 +930,33 @@ static int mount_loop(struct mount_state *ms)
 
 #define MOUNT_KERNEL_RA_KB 1024 /* = the largest FUSE read (256 pages) */
 
+/* read_ahead_kb of path into *kb */
+static bool mount_read_kb(const char *path, unsigned *kb)
+{
+	FILE *f = fopen(path, "r");
+	bool ok = f && fscanf(f, "%u", kb) == 1;
+
+	if (f)
+		fclose(f);
+	return ok;
+}
+
 /* The kernel gives a FUSE mount 128 KiB of read-ahead and lowers any larger value when the
  * answer to INIT arrives, so sequential reads reach us as 128 KiB requests. Once INIT has
  * been answered, raise the read_ahead_kb of the mount's backing device so that they come as
  * 1 MiB requests, a quarter as many (root only; others keep the default). Random reads are
  * unaffected: the kernel reads ahead only in streams. This thread never touches the mount
  * itself (a stat of it from inside the daemon would wait on the daemon): it finds the
- * device in /proc/self/mountinfo, waits for fo_init, and checks that the value held. */
+ * device in /proc/self/mountinfo, waits for fo_init, and checks that the value held.
+ * Then it follows the value, which a user may raise at any time (echo N > read_ahead_kb),
+ * and tells the data cache: the larger it is, the further out of order the kernel's
+ * requests of one sequential reader arrive. */
 static void *mount_kernel_ra_thread(void *arg)
 {
 	struct mount_state *ms = arg;
 	char path[96];
 	dev_t dev = 0;
+	unsigned told = 0;
 
 	for (int i = 0; !__atomic_load_n(&ms->fs.initialized, __ATOMIC_ACQUIRE); i++) {
 		if (i >= 1500 || __atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED))
@@ -975,6 +990,17 @@ static void *mount_kernel_ra_thread(void *arg)
 		if (kb >= MOUNT_KERNEL_RA_KB)
 			break;
 		usleep(200000);
+	}
+	while (!__atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED)) {
+		unsigned kb;
+
+		if (mount_read_kb(path, &kb) && kb != told && ms->dc) {
+			log_debug("kernel read-ahead of the mount: %u KiB", kb);
+			data_cache_set_kernel_read_ahead(ms->dc, (uint64_t)kb << 10);
+			told = kb;
+		}
+		for (int i = 0; i < 10 && !__atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED); i++)
+			usleep(100000);
 	}
 	return NULL;
 }

@@ -24,10 +24,11 @@
 # bodies; each retry restarts filling the memory buffers, and the whole object read by dd
 # still has the source's md5.
 #
-# Last, the kernel's own read-ahead raised to 4 and 16 MiB (read_ahead_kb of the mount's
-# device, as a user may tune it): the kernel then has several 1 MiB requests in flight at once and they
-# reach objfs out of order. That is still one sequential reader: no read-ahead is cancelled
-# and each byte comes from the server once.
+# Last, the kernel's own read-ahead raised to 4, 16 and 64 MiB (read_ahead_kb of the mount's
+# device, as a user may tune it): the kernel then has several 1 MiB requests in flight at
+# once, up to two of its windows apart (64 MiB is twice objfs's own window), and they reach
+# objfs out of order. That is still one sequential reader: no read-ahead is cancelled and
+# each byte comes from the server once.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -226,11 +227,12 @@ objfs_umount "$mp"
 pass "unmounted cleanly after the resets"
 
 # ---- the kernel's read-ahead above max_read: requests out of order ----
-for kra in 4096 16384; do
+for kra in 4096 16384 65536; do
 	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT"
 	proxy_reset
 	bdi=/sys/class/bdi/$(mountpoint -d "$mp")/read_ahead_kb
 	echo $kra >"$bdi" || fail "cannot set $bdi"
+	sleep 1.5 # objfs looks at read_ahead_kb once a second
 	got=$(dd if="$mp/big" bs=1M status=none | md5sum | cut -d' ' -f1)
 	assert_eq "$got" "$big_md5" "md5 of the ${size_mib} MiB object, kernel read-ahead $kra KiB"
 	st=$("$OBJFS_BIN" status "$mp")

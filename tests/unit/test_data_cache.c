@@ -1101,18 +1101,22 @@ static void test_readahead_into_memory(void **state)
 /* The kernel's own read-ahead sends several requests at once (read_ahead_kb above max_read),
  * and they reach the cache in any order. Model: each read is one of the `spread` lowest blocks
  * not yet read. That is still one sequential reader: its read-ahead must not be cancelled and
- * nothing may be fetched twice. */
-static void out_of_order_reader(struct fixture *fx, unsigned spread)
+ * nothing may be fetched twice. kernel_ra: what the cache is told of the kernel's read-ahead;
+ * min_started: blocks of the 96 that must have been read ahead. */
+static void out_of_order_reader(struct fixture *fx, unsigned spread, uint64_t kernel_ra,
+				unsigned min_started)
 {
 	struct fake_object *o;
 	struct data_cache_file *f;
-	bool done[48] = {false};
-	unsigned n = 48, lo = 0, rng = 12345;
+	bool done[96] = {false};
+	unsigned n = 96, lo = 0, rng = 12345;
 
 	fx->cfg.read_ahead = 16 * BS;
 	fx->cfg.read_ahead_chunk = 4 * BS;
 	fx->fs.chunk_delay_us = 200;
 	start_cache(fx);
+	if (kernel_ra)
+		data_cache_set_kernel_read_ahead(fx->dc, kernel_ra);
 	o = fake_add(&fx->fs, "ooo", "e", n * BS);
 	f = open_obj(fx, o);
 	while (lo < n) {
@@ -1131,21 +1135,38 @@ static void out_of_order_reader(struct fixture *fx, unsigned spread)
 	struct data_cache_stats s = stats(fx);
 	assert_int_equal(s.readahead_cancelled, 0);
 	assert_int_equal(s.bytes_fetched, o->size); /* nothing fetched twice */
-	assert_true(s.readahead_started >= n - 8); /* read ahead, not block by block */
+	assert_true(s.readahead_started >= min_started); /* read ahead, not block by block */
 	assert_int_equal(stats(fx).bytes_in_memory, 0);
 }
 
 static void test_out_of_order_reader_file(void **state)
 {
-	out_of_order_reader(*state, 4);
+	out_of_order_reader(*state, 4, 0, 88);
 }
 
 static void test_out_of_order_reader_memory(void **state)
 {
 	struct fixture *fx = *state;
 	setup_memory(fx, 16 * BS, 4 * BS, 16 * BS);
-	out_of_order_reader(fx, 4);
-	assert_true(stats(fx).readahead_to_memory >= 40);
+	out_of_order_reader(fx, 4, 0, 88);
+	assert_true(stats(fx).readahead_to_memory >= 80);
+}
+
+/* A kernel read-ahead larger than our window (read_ahead_kb raised by a user) spreads the
+ * requests of one reader further than the window: up to two kernel windows. Told of it,
+ * the cache still sees one stream: nothing cancelled, nothing fetched twice. Reads beyond
+ * our window are fetched by the reads themselves (the kernel's own read-ahead), and in
+ * memory mode the blocks passed but not read yet hold the budget: fewer read ahead. */
+static void test_out_of_order_reader_kernel_ra(void **state)
+{
+	out_of_order_reader(*state, 24, 12 * BS, 64);
+}
+
+static void test_out_of_order_reader_kernel_ra_memory(void **state)
+{
+	struct fixture *fx = *state;
+	setup_memory(fx, 16 * BS, 4 * BS, 16 * BS);
+	out_of_order_reader(fx, 24, 12 * BS, 24);
 }
 
 /* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
@@ -1314,6 +1335,8 @@ int main(void)
 		T(test_eviction_spares_readers),
 		T(test_out_of_order_reader_file),
 		T(test_out_of_order_reader_memory),
+		T(test_out_of_order_reader_kernel_ra),
+		T(test_out_of_order_reader_kernel_ra_memory),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
