@@ -213,6 +213,20 @@ static void dc_check(const struct data_cache *dc)
 	}
 	if (sum != dc->present_bytes || dc->present_bytes + dc->fetching_bytes > dc->max_bytes)
 		abort();
+	/* every memory buffer of a current version (filled, or being filled by a job) is
+	 * counted in mem_bytes, which stays within mem_max (dropped versions may hold more) */
+	sum = 0;
+	for (size_t k = 0; k < dc->n_buckets; k++)
+		for (const struct dc_version *v = dc->buckets[k]; v; v = v->hash_next) {
+			for (const struct dc_block *b = v->mem_head; b; b = b->lru_next)
+				sum += dc->block_size;
+			for (const struct dc_job *j = v->jobs; j; j = j->v_next)
+				sum += v->blocks[j->block].mem && v->blocks[j->block].state != DC_PRESENT
+					       ? dc->block_size
+					       : 0;
+		}
+	if (sum > dc->mem_bytes || dc->mem_bytes > dc->mem_max)
+		abort();
 }
 #define DC_CHECK(dc) dc_check(dc)
 #else

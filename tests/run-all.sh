@@ -2,10 +2,11 @@
 # run-all.sh - the whole test run: the README's test command, and what CI (.ci/run) calls.
 #
 # Regenerates the build system, builds with warnings as errors in ./build and runs
-# `make check` there, then builds with AddressSanitizer/UBSan in ./build-asan and runs
-# `make check` again; then, in ./build-valgrind, runs every unit test binary of ./build and a
-# few integration tests (OBJFS_VALGRIND=1: the harness runs objfs under valgrind memcheck)
-# under valgrind, each counted as one test. Failed tests print their logs (VERBOSE=1). Ends
+# `make check` there, then builds with AddressSanitizer/UBSan and the run-time invariant
+# checks (--enable-debug-checks) in ./build-asan and runs `make check` again; then, in
+# ./build-valgrind, runs every unit test binary of ./build and a few integration tests
+# (OBJFS_VALGRIND=1: the harness runs objfs under valgrind memcheck) under valgrind, each
+# counted as one test. Failed tests print their logs (VERBOSE=1). Ends
 # with one line
 #   tests: N passed, N failed, N skipped
 # counted from the .trs files of all three, and exits non-zero when a build or a test failed.
@@ -117,7 +118,7 @@ build_and_check build --enable-werror
 if [[ ${OBJFS_SKIP_ASAN:-0} != 1 ]]; then
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-		build_and_check build-asan --enable-werror --enable-sanitize
+		build_and_check build-asan --enable-werror --enable-sanitize --enable-debug-checks
 fi
 
 # vg_result DIR NAME RC: write DIR/NAME.trs (what make check writes) for exit status RC, as
