@@ -79,6 +79,10 @@ struct dc_block {
 	uint32_t copied;                      /* bytes read out of its buffer (saturating) */
 	uint32_t waiters;                     /* readers waiting for FETCHING to end */
 	uint8_t state;                        /* enum dc_state */
+	/* The stream (data_cache_file.stream) that read all of its memory buffer: the kernel
+	 * has those pages, so that stream's read-ahead does not fetch the block again once
+	 * the buffer is gone. 0: none. 16 bits (a wrap only costs a read-ahead). */
+	uint16_t consumed_by;
 };
 
 /* One object version. Lives while a handle or a job uses it, or while it holds blocks and
@@ -128,6 +132,7 @@ struct data_cache_file {
 	uint64_t next_off;       /* end of the furthest read of the current stream */
 	uint64_t win_lo, win_hi; /* blocks [lo, hi) it reads now or reads ahead */
 	uint64_t lag;            /* the furthest a read of the stream came behind next_off */
+	uint16_t stream;         /* a new one at each seek (dc_track_stream), never 0 */
 	bool has_read, sequential;
 };
 
@@ -153,6 +158,7 @@ struct data_cache {
 	uint64_t mem_behind;         /* blocks (DC_MEM_BEHIND_BYTES) */
 	void *mem_pool;              /* unused buffers, each holding the next one's address */
 	uint64_t name_seq;
+	uint16_t stream_seq;
 	bool stopping;
 	bool punch_warned;
 	struct data_cache_stats stats;
@@ -325,11 +331,11 @@ static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct d
 	dc_mem_drop(dc, b);
 }
 
-/* Whether a reader of v may still read block i from memory: in its window, or at most
- * behind blocks behind it, or not read yet and close enough behind that the kernel's
- * out-of-order requests may still come for it (dc->slack; a reader that skipped it gives
- * it back once that far past). */
-static bool dc_mem_wanted(const struct data_cache *dc, const struct dc_version *v, uint64_t i,
+/* Whether a reader of v may still read block i (from memory, or from a read-ahead job on
+ * its way): in its window, or at most behind blocks behind it, or not read yet and close
+ * enough behind that the kernel's out-of-order requests may still come for it (dc->slack;
+ * a reader that skipped it gives it back once that far past). */
+static bool dc_block_wanted(const struct data_cache *dc, const struct dc_version *v, uint64_t i,
 			  uint64_t behind)
 {
 	bool unread = v->blocks[i].copied < dc_block_len(dc, v, i);
@@ -352,7 +358,7 @@ static void dc_mem_drop_behind(struct data_cache *dc, struct dc_version *v, uint
 
 	for (; b; b = next) {
 		next = b->lru_next;
-		if (b->pins == 0 && !dc_mem_wanted(dc, v, dc_block_index(v, b), behind))
+		if (b->pins == 0 && !dc_block_wanted(dc, v, dc_block_index(v, b), behind))
 			dc_mem_release(dc, v, b);
 	}
 }
@@ -753,7 +759,8 @@ static void dc_cancel_unwanted(struct data_cache *dc, struct dc_version *v)
 
 	for (; j; j = next) {
 		next = j->v_next;
-		if (j->cancel || v->blocks[j->block].waiters > 0 || dc_in_window(v, j->block))
+		/* not read yet by definition: within the slack behind a stream, it still is */
+		if (j->cancel || v->blocks[j->block].waiters > 0 || dc_block_wanted(dc, v, j->block, 0))
 			continue;
 		dc_job_cancel(dc, j);
 	}
@@ -769,6 +776,11 @@ static uint64_t dc_mem_ahead(const struct data_cache_file *f)
 	return n;
 }
 
+static bool dc_to_read_ahead(const struct dc_block *b, const struct data_cache_file *f)
+{
+	return b->state == DC_ABSENT && b->consumed_by != f->stream;
+}
+
 static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 {
 	struct data_cache *dc = f->dc;
@@ -777,8 +789,11 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 	bool to_mem = false;
 
 	/* Queue whole chunks: while the reader moves on block by block, wait until a chunk of
-	 * the window is absent, so that a worker takes it in one GET, not a GET a block. */
-	while (from < to && v->blocks[from].state != DC_ABSENT)
+	 * the window is absent, so that a worker takes it in one GET, not a GET a block. A
+	 * block this stream read out of memory is not absent for it: a late kernel request
+	 * (behind the furthest read) starts read-ahead from where it ends, before blocks the
+	 * kernel already has. */
+	while (from < to && !dc_to_read_ahead(&v->blocks[from], f))
 		from++;
 	if (to - from < dc->run_blocks && to < v->nblocks)
 		return;
@@ -800,7 +815,7 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 			if (!to_mem && dc_mem_ahead(f) >= dc->run_blocks)
 				return;
 		}
-		if (b->state != DC_ABSENT)
+		if (!dc_to_read_ahead(b, f))
 			continue;
 		if (!(j = calloc(1, sizeof(*j))))
 			return;
@@ -846,9 +861,12 @@ static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t le
 		f->sequential = true;
 	else if (!near)
 		f->sequential = false;
-	if (!near)
+	if (!near) {
 		f->lag = 0;
-	else if (off < f->next_off && f->next_off - off > f->lag)
+		if (++dc->stream_seq == 0)
+			dc->stream_seq = 1;
+		f->stream = dc->stream_seq;
+	} else if (off < f->next_off && f->next_off - off > f->lag)
 		f->lag = f->next_off - off;
 	if (!near || end > f->next_off)
 		f->next_off = end;
@@ -1103,6 +1121,8 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 			pthread_mutex_lock(&dc->lock);
 			b->pins--;
 			b->copied = (uint32_t)dc_min(UINT32_MAX, b->copied + (seg_end - pos));
+			if (b->copied >= dc_block_len(dc, v, i))
+				b->consumed_by = f->stream;
 			/* Not freed at the block's end: the kernel's parallel requests come out of
 			 * order, and one for its start may still come. dc_mem_drop_unwanted frees
 			 * it once the reader is mem_behind blocks past it (unread: dc->slack). */
@@ -1333,14 +1353,15 @@ static void dc_stop_workers(struct data_cache *dc, unsigned started)
 }
 
 /* The kernel's read-ahead has several requests in flight (read_ahead_kb over max_read) and
- * they arrive in any order: the current window and the next one, kra bytes each, plus a
- * request. Within that, or within our own window, a read is still the stream's. */
+ * they arrive in any order: the current window and the next one, kra bytes each, plus the
+ * requests' own delays. With 64 MiB, a reader's requests came up to 139 MiB apart in an
+ * ASan build. Within 4 kra, or within our own window, a read is still the stream's. */
 static void dc_set_slack(struct data_cache *dc, uint64_t kra)
 {
 	uint64_t slack = dc->read_ahead > 2 * dc->block_size ? dc->read_ahead : 2 * dc->block_size;
 
-	if (kra && 2 * kra + 2 * dc->block_size > slack)
-		slack = 2 * kra + 2 * dc->block_size;
+	if (4 * kra > slack)
+		slack = 4 * kra;
 	dc->slack = slack;
 }
 

@@ -74,8 +74,8 @@ void data_cache_close(struct data_cache_file *f);
 void data_cache_invalidate(struct data_cache *dc, const char *key);
 
 /* The kernel's read-ahead of the mount (its backing device's read_ahead_kb, in bytes): its
- * requests are in flight together, up to about two of its windows, and reach us in any
- * order. Reads that far apart still belong to one sequential stream. */
+ * requests are in flight together, two of its windows and more, and reach us in any
+ * order. Reads within 4 times that still belong to one sequential stream. */
 void data_cache_set_kernel_read_ahead(struct data_cache *dc, uint64_t bytes);
 
 struct data_cache_stats {

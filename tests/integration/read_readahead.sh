@@ -26,8 +26,8 @@
 #
 # Last, the kernel's own read-ahead raised to 4, 16 and 64 MiB (read_ahead_kb of the mount's
 # device, as a user may tune it): the kernel then has several 1 MiB requests in flight at
-# once, up to two of its windows apart (64 MiB is twice objfs's own window), and they reach
-# objfs out of order. That is still one sequential reader: no read-ahead is cancelled and
+# once, two of its windows apart and more (64 MiB is twice objfs's own window), and they
+# reach objfs out of order. That is still one sequential reader: no read-ahead is cancelled and
 # each byte comes from the server once.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"

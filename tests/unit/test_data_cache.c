@@ -1169,6 +1169,79 @@ static void test_out_of_order_reader_kernel_ra_memory(void **state)
 	out_of_order_reader(fx, 24, 12 * BS, 24);
 }
 
+/* With a large kernel read-ahead, a request far ahead of the others may come first: the
+ * stream's furthest read jumps ahead while the blocks it passed are still on their way
+ * (read-ahead jobs) or in memory. Nobody has read them yet and the kernel will ask: they
+ * stay, nothing is cancelled or fetched twice. */
+static void far_ahead_request(struct fixture *fx)
+{
+	struct fake_object *o;
+	struct data_cache_file *f;
+
+	fx->cfg.read_ahead = 16 * BS;
+	fx->cfg.read_ahead_chunk = 4 * BS;
+	fx->fs.chunk_delay_us = 2000; /* the read-ahead is still running at the jump */
+	start_cache(fx);
+	data_cache_set_kernel_read_ahead(fx->dc, 16 * BS); /* slack: 64 blocks */
+	o = fake_add(&fx->fs, "far", "e", 64 * BS);
+	f = open_obj(fx, o);
+	read_check(f, o, 0, BS);
+	read_check(f, o, BS, BS); /* sequential: blocks 2..17 read ahead */
+	read_check(f, o, 30 * BS, BS);
+	for (unsigned b = 2; b < 64; b++)
+		if (b != 30)
+			read_check(f, o, (uint64_t)b * BS, BS);
+	data_cache_close(f);
+
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.readahead_cancelled, 0);
+	assert_int_equal(s.bytes_fetched, o->size);
+	assert_int_equal(s.bytes_in_memory, 0);
+}
+
+static void test_far_ahead_request_file(void **state)
+{
+	far_ahead_request(*state);
+}
+
+static void test_far_ahead_request_memory(void **state)
+{
+	struct fixture *fx = *state;
+	setup_memory(fx, 16 * BS, 4 * BS, 16 * BS);
+	far_ahead_request(fx);
+}
+
+/* A late kernel request (behind the stream's furthest read) starts read-ahead from where it
+ * ends. The blocks after it that the reader already read out of memory, and whose buffers
+ * are gone (more than DC_MEM_BEHIND_BYTES behind), are not fetched again: the kernel has
+ * them. */
+static void test_late_request_no_refetch(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+	unsigned late = 2, n = 96, gap = 48; /* > 2 MiB of blocks */
+
+	setup_memory(fx, 16 * BS, 4 * BS, 128 * BS);
+	start_cache(fx);
+	data_cache_set_kernel_read_ahead(fx->dc, 16 * BS); /* slack: 64 blocks */
+	o = fake_add(&fx->fs, "late", "e", n * BS);
+	f = open_obj(fx, o);
+	for (unsigned b = 0; b < late + gap; b++)
+		if (b != late)
+			read_check(f, o, (uint64_t)b * BS, BS);
+	read_check(f, o, (uint64_t)late * BS, BS);
+	for (unsigned b = late + gap; b < n; b++)
+		read_check(f, o, (uint64_t)b * BS, BS);
+	data_cache_close(f);
+
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.readahead_cancelled, 0);
+	assert_int_equal(s.bytes_fetched, o->size);
+	assert_true(s.readahead_to_memory >= n - 8);
+	assert_int_equal(s.bytes_in_memory, 0);
+}
+
 /* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
  * memory back. */
 static void test_memory_readahead_cancelled_on_seek(void **state)
@@ -1337,6 +1410,9 @@ int main(void)
 		T(test_out_of_order_reader_memory),
 		T(test_out_of_order_reader_kernel_ra),
 		T(test_out_of_order_reader_kernel_ra_memory),
+		T(test_far_ahead_request_file),
+		T(test_far_ahead_request_memory),
+		T(test_late_request_no_refetch),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
