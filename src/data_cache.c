@@ -336,7 +336,7 @@ static void dc_mem_release(struct data_cache *dc, struct dc_version *v, struct d
  * enough behind that the kernel's out-of-order requests may still come for it (dc->slack;
  * a reader that skipped it gives it back once that far past). */
 static bool dc_block_wanted(const struct data_cache *dc, const struct dc_version *v, uint64_t i,
-			  uint64_t behind)
+			    uint64_t behind)
 {
 	bool unread = v->blocks[i].copied < dc_block_len(dc, v, i);
 
