@@ -79,9 +79,10 @@ struct dc_block {
 	uint32_t copied;                      /* bytes read out of its buffer (saturating) */
 	uint32_t waiters;                     /* readers waiting for FETCHING to end */
 	uint8_t state;                        /* enum dc_state */
-	/* The stream (data_cache_file.stream) that read all of its memory buffer: the kernel
-	 * has those pages, so that stream's read-ahead does not fetch the block again once
-	 * the buffer is gone. 0: none. 16 bits (a wrap only costs a read-ahead). */
+	/* The stream (data_cache_file.stream) that read all of it without it staying in the
+	 * file (out of its memory buffer, or around the cache): the kernel has those pages, so
+	 * that stream's read-ahead does not fetch the block again. 0: none. 16 bits (a wrap
+	 * only costs a read-ahead). */
 	uint16_t consumed_by;
 };
 
@@ -1104,6 +1105,13 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 					err = r == ENOSPC && (br == ENOMEM || br == ENOSPC) ? ENOSPC
 											    : br;
 					break;
+				}
+				/* Blocks it read whole are this stream's: a queued read-ahead of one
+				 * (into memory, which needs no room in the file) would fetch it again. */
+				for (uint64_t k = (pos + bs - 1) / bs; (k + 1) * bs <= seg_end; k++) {
+					if (v->blocks[k].job && !v->blocks[k].job->running)
+						dc_job_cancel(dc, v->blocks[k].job);
+					v->blocks[k].consumed_by = f->stream;
 				}
 				pos = seg_end;
 				continue;

@@ -1296,6 +1296,40 @@ static void test_memory_job_taken_over(void **state)
 	assert_int_equal(stats(fx).bytes_fetching, 0);
 }
 
+/* The same with no room in the cache file at all (a cache smaller than a block): the reader
+ * reads the whole block around the cache, and the queued read-ahead of that block into
+ * memory is cancelled rather than fetching it a second time. */
+static void test_memory_job_no_room(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+
+	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
+	fx->cfg.workers = 1;
+	fx->cfg.max_bytes = BS / 2;
+	fx->fs.chunk = 4096;
+	fx->fs.chunk_delay_us = 3000; /* a block takes ~50 ms */
+	start_cache(fx);
+	o = fake_add(&fx->fs, "q", "e", 16 * BS);
+	f = open_obj(fx, o);
+	read_check(f, o, 0, 4096);
+	read_check(f, o, 4096, 4096); /* sequential: blocks 1..8 queued into memory */
+	assert_true(stats(fx).readahead_to_memory >= 6);
+	read_check(f, o, 4 * BS, BS); /* block 4, whole: queued behind the worker's chunk */
+	assert_int_equal(stats(fx).bypass_reads, 3);
+	for (uint64_t off = 5 * BS; off < o->size; off += BS / 2)
+		read_check(f, o, off, BS / 2);
+	data_cache_close(f);
+	unsigned block4 = 0;
+	for (unsigned i = 0; i < fx->fs.n_calls; i++)
+		block4 += fx->fs.calls[i].off <= 4 * BS &&
+			  fx->fs.calls[i].off + fx->fs.calls[i].len > 4 * BS;
+	assert_int_equal(block4, 1);
+	assert_int_equal(stats(fx).bytes_in_memory, 0);
+	assert_int_equal(stats(fx).bytes_fetching, 0);
+}
+
 /* Two streams and memory for one chunk: the memory bound holds and the rest of the
  * read-ahead goes to the cache file; both read correctly. */
 static void test_memory_bound_spills_to_file(void **state)
@@ -1405,6 +1439,7 @@ int main(void)
 		T(test_memory_readahead_cancelled_on_seek),
 		T(test_memory_bound_spills_to_file),
 		T(test_memory_job_taken_over),
+		T(test_memory_job_no_room),
 		T(test_eviction_spares_readers),
 		T(test_out_of_order_reader_file),
 		T(test_out_of_order_reader_memory),
