@@ -1028,8 +1028,13 @@ static void *fo_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* every readdir chunk carries attributes: ls -l then needs no lookups */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	conn->max_write = 1 << 20;
-	conn->max_background = 64;
-	conn->congestion_threshold = 48;
+	/* The kernel's read-ahead is sent as background requests of up to 1 MiB. Once
+	 * congestion_threshold of them are in flight it drops the rest of an async window from
+	 * the page cache, and the reader later asks for the holes page by page, each costing a
+	 * block fetched again. Two windows of a read_ahead_kb raised to 64 MiB are 128
+	 * requests. */
+	conn->max_background = 256;
+	conn->congestion_threshold = 192;
 	__atomic_store_n(&fs->initialized, 1, __ATOMIC_RELEASE);
 	return fs;
 }
