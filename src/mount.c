@@ -76,7 +76,9 @@ struct mount_state {
 	bool sig_started;
 	pthread_t kra_thread; /* mount_kernel_ra_thread */
 	bool kra_started;
-	int kra_stop;
+	pthread_mutex_t kra_lock; /* protects kra_stop; kra_cond wakes the thread to stop */
+	pthread_cond_t kra_cond;
+	bool kra_stop;
 };
 
 /* One line into err (vsnprintf: a long path is cut, never overflows). */
@@ -930,6 +932,27 @@ static int mount_loop(struct mount_state *ms)
 
 #define MOUNT_KERNEL_RA_KB 1024 /* = the largest FUSE read (256 pages) */
 
+/* Sleep ms milliseconds, or less when mount_kernel_ra_stop is called: true then. */
+static bool mount_kra_sleep(struct mount_state *ms, long ms_)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms_ / 1000;
+	ts.tv_nsec += (ms_ % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ms->kra_lock);
+	while (!ms->kra_stop && pthread_cond_timedwait(&ms->kra_cond, &ms->kra_lock, &ts) == 0)
+		;
+	stop = ms->kra_stop;
+	pthread_mutex_unlock(&ms->kra_lock);
+	return stop;
+}
+
 /* read_ahead_kb of path into *kb */
 static bool mount_read_kb(const char *path, unsigned *kb)
 {
@@ -958,18 +981,15 @@ static void *mount_kernel_ra_thread(void *arg)
 	dev_t dev = 0;
 	unsigned told = 0;
 
-	for (int i = 0; !__atomic_load_n(&ms->fs.initialized, __ATOMIC_ACQUIRE); i++) {
-		if (i >= 1500 || __atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED))
+	for (int i = 0; !__atomic_load_n(&ms->fs.initialized, __ATOMIC_ACQUIRE); i++)
+		if (i >= 1500 || mount_kra_sleep(ms, 20))
 			return NULL; /* no INIT within 30 s: nothing to tune */
-		usleep(20000);
-	}
 	if (!mount_find(ms->mountpoint, &dev))
 		return NULL;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(dev), minor(dev));
 	/* INIT's answer is applied when its write returns, just after fo_init: look again a
 	 * little later, in case the value was lowered after we raised it */
-	for (int tries = 0; tries < 5 && !__atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED);
-	     tries++) {
+	for (int tries = 0; tries < 5; tries++) {
 		FILE *f = fopen(path, "r+");
 		unsigned kb = 0;
 		bool ok;
@@ -987,11 +1007,10 @@ static void *mount_kernel_ra_thread(void *arg)
 			log_debug("cannot raise the kernel read-ahead (%s): %s", path, strerror(errno));
 			break;
 		}
-		if (kb >= MOUNT_KERNEL_RA_KB)
+		if (kb >= MOUNT_KERNEL_RA_KB || mount_kra_sleep(ms, 200))
 			break;
-		usleep(200000);
 	}
-	while (!__atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED)) {
+	do {
 		unsigned kb;
 
 		if (mount_read_kb(path, &kb) && kb != told && ms->dc) {
@@ -999,23 +1018,38 @@ static void *mount_kernel_ra_thread(void *arg)
 			data_cache_set_kernel_read_ahead(ms->dc, (uint64_t)kb << 10);
 			told = kb;
 		}
-		for (int i = 0; i < 10 && !__atomic_load_n(&ms->kra_stop, __ATOMIC_RELAXED); i++)
-			usleep(100000);
-	}
+	} while (!mount_kra_sleep(ms, 1000));
 	return NULL;
 }
 
 static void mount_kernel_ra_start(struct mount_state *ms)
 {
+	pthread_condattr_t ca;
+
+	ms->kra_stop = false;
+	pthread_mutex_init(&ms->kra_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ms->kra_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	ms->kra_started = pthread_create(&ms->kra_thread, NULL, mount_kernel_ra_thread, ms) == 0;
+	if (!ms->kra_started) {
+		pthread_cond_destroy(&ms->kra_cond);
+		pthread_mutex_destroy(&ms->kra_lock);
+	}
 }
 
 static void mount_kernel_ra_stop(struct mount_state *ms)
 {
 	if (!ms->kra_started)
 		return;
-	__atomic_store_n(&ms->kra_stop, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&ms->kra_lock);
+	ms->kra_stop = true;
+	pthread_cond_signal(&ms->kra_cond);
+	pthread_mutex_unlock(&ms->kra_lock);
 	pthread_join(ms->kra_thread, NULL);
+	pthread_cond_destroy(&ms->kra_cond);
+	pthread_mutex_destroy(&ms->kra_lock);
 	ms->kra_started = false;
 }
 
