@@ -946,6 +946,29 @@ static int cli_unmount_fs(const char *mp)
 	return EIO;
 }
 
+/* Whether process pid still runs. An exited process that nobody has reaped yet is a
+ * zombie (its parent, e.g. a container's PID 1, may never reap it): it has stopped. */
+static bool cli_pid_running(long pid)
+{
+	char path[64], buf[512], *p;
+	bool zombie = false;
+	size_t n;
+	FILE *f;
+
+	if (kill((pid_t)pid, 0) != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if ((f = fopen(path, "r"))) {
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		/* "pid (comm) S ...": comm may hold ')' and spaces, the state follows the last */
+		if ((p = strrchr(buf, ')')) && p[1] == ' ')
+			zombie = p[2] == 'Z' || p[2] == 'X';
+	}
+	return !zombie;
+}
+
 /*
  * objfs umount [--lazy] MOUNTPOINT: drain (everything written is at the destination, with
  * progress), then unmount and wait for the daemon to exit. --lazy unmounts at once and
@@ -983,7 +1006,7 @@ static int cli_umount(struct cli_args *a)
 		return CLI_EXIT_FAIL;
 	/* The daemon exits once it has torn down; it drains anything written after the drain
 	 * above before it does. */
-	for (int i = 0; pid > 0 && kill((pid_t)pid, 0) == 0; i++) {
+	for (int i = 0; pid > 0 && cli_pid_running(pid); i++) {
 		if (i == 50)
 			fprintf(stderr, "objfs: waiting for the daemon (pid %ld) to finish\n", pid);
 		usleep(100 * 1000);

@@ -53,3 +53,34 @@ if out=$(stat "$mp3/c/empty" 2>&1); then fail "a lookup with eio=1 succeeded"; f
 grep -q "Input/output error" <<<"$out" || fail "lookup with eio=1: '$out' (want EIO)"
 pass "injected store faults reach readers as EIO"
 objfs_umount "$mp3"
+
+# objfs umount waits for the daemon to exit, not for someone to reap it: under a parent
+# that never reaps (a container whose PID 1 does not), the exited daemon stays a zombie,
+# and umount must still return. The test process is that parent (a child subreaper).
+mp4=$(objfs_mountpoint dir4)
+harness_register_mount "$mp4"
+secs=$(python3 - "$OBJFS_BIN" "$store" "$mp4" "$HARNESS_DIR/cache-reaper" <<'EOF'
+import ctypes, os, subprocess, sys, time
+objfs, store, mp, cache = sys.argv[1:5]
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER: the daemon becomes our child
+    sys.exit("prctl(PR_SET_CHILD_SUBREAPER) failed")
+subprocess.run([objfs, "mount", "file://" + store, mp, "-o", "cache_dir=" + cache + ",ro"],
+               check=True, stdin=subprocess.DEVNULL)
+t = time.time()
+try:
+    subprocess.run([objfs, "umount", mp], check=True, timeout=30, stdout=subprocess.DEVNULL)
+except subprocess.TimeoutExpired:
+    print("timeout")
+    sys.exit(0)
+print("%.1f" % (time.time() - t))
+while True:  # reap the daemon now
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            time.sleep(0.1)
+    except ChildProcessError:
+        break
+EOF
+) || fail "the subreaper case failed: $secs"
+[[ $secs != timeout ]] || fail "objfs umount waited 30 s for a daemon that had exited (a zombie)"
+assert_le "${secs%.*}" 5 "objfs umount returned though nobody reaped the daemon (${secs} s)"
