@@ -28,7 +28,8 @@
 # device, as a user may tune it): the kernel then has several 1 MiB requests in flight at
 # once, two of its windows apart and more (64 MiB is twice objfs's own window), and they
 # reach objfs out of order. That is still one sequential reader: no read-ahead is cancelled and
-# each byte comes from the server once.
+# each byte comes from the server once (but for the few pages the kernel itself may ask for
+# twice; see the bound below).
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
