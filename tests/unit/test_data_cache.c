@@ -1260,26 +1260,37 @@ static void test_memory_readahead_cancelled_on_seek(void **state)
 	assert_int_equal(stats(fx).bytes_in_memory, 0);
 }
 
-/* A reader that reaches a block still queued for read-ahead into memory fetches it itself,
- * into the file: the job and its buffer go, and the bytes are right. One worker, busy with
- * the first chunk, keeps the later ones queued. */
-static void test_memory_job_taken_over(void **state)
+/* Open a 16-block object and read its start: blocks 1..8 are queued for read-ahead into
+ * memory, one worker busy with the first chunk (a block takes ~50 ms) keeps the later ones
+ * queued. max_bytes: the cache file's size, 0 for the default. */
+static struct data_cache_file *queue_memory_jobs(struct fixture *fx, uint64_t max_bytes,
+						 struct fake_object **o)
 {
-	struct fixture *fx = *state;
-	struct fake_object *o;
 	struct data_cache_file *f;
 
 	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
 	fx->cfg.workers = 1;
+	if (max_bytes)
+		fx->cfg.max_bytes = max_bytes;
 	fx->fs.chunk = 4096;
-	fx->fs.chunk_delay_us = 3000; /* a block takes ~50 ms */
+	fx->fs.chunk_delay_us = 3000;
 	start_cache(fx);
-	o = fake_add(&fx->fs, "q", "e", 16 * BS);
-	f = open_obj(fx, o);
-	read_check(f, o, 0, 4096);
-	read_check(f, o, 4096, 4096); /* sequential: blocks 1..8 queued into memory */
+	*o = fake_add(&fx->fs, "q", "e", 16 * BS);
+	f = open_obj(fx, *o);
+	read_check(f, *o, 0, 4096);
+	read_check(f, *o, 4096, 4096);
+	assert_true(stats(fx).readahead_to_memory >= 6);
+	return f;
+}
+
+/* A reader that reaches a block still queued for read-ahead into memory fetches it itself,
+ * into the file: the job and its buffer go, and the bytes are right. */
+static void test_memory_job_taken_over(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f = queue_memory_jobs(fx, 0, &o);
 	struct data_cache_stats s = stats(fx);
-	assert_true(s.readahead_to_memory >= 6);
 	uint64_t cached = s.bytes_cached;
 	read_check(f, o, 4 * BS, BS / 2); /* block 4: queued behind the worker's chunk */
 	s = stats(fx);
@@ -1303,19 +1314,8 @@ static void test_memory_job_no_room(void **state)
 {
 	struct fixture *fx = *state;
 	struct fake_object *o;
-	struct data_cache_file *f;
+	struct data_cache_file *f = queue_memory_jobs(fx, BS / 2, &o);
 
-	setup_memory(fx, 8 * BS, 2 * BS, 8 * BS);
-	fx->cfg.workers = 1;
-	fx->cfg.max_bytes = BS / 2;
-	fx->fs.chunk = 4096;
-	fx->fs.chunk_delay_us = 3000; /* a block takes ~50 ms */
-	start_cache(fx);
-	o = fake_add(&fx->fs, "q", "e", 16 * BS);
-	f = open_obj(fx, o);
-	read_check(f, o, 0, 4096);
-	read_check(f, o, 4096, 4096); /* sequential: blocks 1..8 queued into memory */
-	assert_true(stats(fx).readahead_to_memory >= 6);
 	read_check(f, o, 4 * BS, BS); /* block 4, whole: queued behind the worker's chunk */
 	assert_int_equal(stats(fx).bypass_reads, 3);
 	for (uint64_t off = 5 * BS; off < o->size; off += BS / 2)
