@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -181,6 +182,22 @@ void crypto_md5_final(struct crypto_md5_ctx *ctx, unsigned char out[CRYPTO_MD5_L
 	if (!EVP_DigestFinal_ex(ctx->md, out, &outlen))
 		crypto_die("EVP_DigestFinal_ex(md5)");
 	/* Ready for the next stream, so one context can hash several in turn. */
+	if (!EVP_DigestInit_ex(ctx->md, EVP_md5(), NULL))
+		crypto_die("EVP_DigestInit_ex(md5)");
+}
+
+bool crypto_is_md5_hex(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (n >= 32 || !isxdigit((unsigned char)s[n]))
+			return false;
+	return n == 32;
+}
+
+void crypto_md5_reset(struct crypto_md5_ctx *ctx)
+{
 	if (!EVP_DigestInit_ex(ctx->md, EVP_md5(), NULL))
 		crypto_die("EVP_DigestInit_ex(md5)");
 }

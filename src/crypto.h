@@ -7,6 +7,7 @@
 #ifndef OBJFS_CRYPTO_H
 #define OBJFS_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,6 +38,10 @@ struct crypto_md5_ctx;
 struct crypto_md5_ctx *crypto_md5_create(void);
 void crypto_md5_update(struct crypto_md5_ctx *ctx, const void *data, size_t len);
 void crypto_md5_final(struct crypto_md5_ctx *ctx, unsigned char out[CRYPTO_MD5_LEN]);
+/* Whether s is 32 hex digits (an ETag that can be an MD5). */
+bool crypto_is_md5_hex(const char *s);
+/* Forget what was hashed: the context starts a new stream. */
+void crypto_md5_reset(struct crypto_md5_ctx *ctx);
 void crypto_md5_destroy(struct crypto_md5_ctx *ctx);
 
 #endif

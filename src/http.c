@@ -24,6 +24,7 @@
 
 #include "http.h"
 
+#include "crypto.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -257,6 +258,9 @@ struct http_request {
 	unsigned n_opened;         /* sockets opened by this attempt (may exceed the array) */
 	curl_socket_t opened[HTTP_ATTEMPT_SOCKS];
 	uint64_t body_pos;
+	struct crypto_md5_ctx *body_md5; /* http_request_hash_body(): hashed up to body_md5_pos */
+	uint64_t body_md5_pos;
+	bool body_md5_ok; /* false once the body was sent out of order */
 	uint64_t sink_bytes;
 	int abort_err;  /* why the engine aborted the transfer (xferinfo returns non-zero) */
 	int sink_err;   /* the write side failed: EFBIG, ENOMEM, pwrite errno, callback errno */
@@ -453,6 +457,7 @@ void http_request_destroy(struct http_request *req)
 	}
 	header_list_free(&req->headers);
 	header_list_free(&req->resp_headers);
+	crypto_md5_destroy(req->body_md5);
 	free(req->mem.data);
 	pthread_cond_destroy(&req->done_cond);
 	free(req->method);
@@ -499,6 +504,32 @@ void http_request_set_body_fd(struct http_request *req, int fd, off_t off, uint6
 	req->body_fd = fd;
 	req->body_off = off;
 	req->body_len = len;
+}
+
+int http_request_hash_body(struct http_request *req)
+{
+	if (!req->body_md5 && !(req->body_md5 = crypto_md5_create()))
+		return ENOMEM;
+	return 0;
+}
+
+bool http_request_body_md5(struct http_request *req, unsigned char out[16])
+{
+	if (!req->body_md5 || !req->body_md5_ok || req->body_md5_pos != req->body_len)
+		return false;
+	crypto_md5_final(req->body_md5, out);
+	req->body_md5_ok = false; /* the context was reset: once */
+	return true;
+}
+
+/* Start hashing the body again from its first byte. */
+static void body_md5_restart(struct http_request *req)
+{
+	if (!req->body_md5)
+		return;
+	crypto_md5_reset(req->body_md5);
+	req->body_md5_pos = 0;
+	req->body_md5_ok = true;
 }
 
 void http_request_set_sink_fd(struct http_request *req, int fd, off_t off)
@@ -1010,6 +1041,14 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 		}
 		want = (size_t)r;
 	}
+	if (req->body_md5 && req->body_md5_ok) {
+		if (req->body_pos == req->body_md5_pos) {
+			crypto_md5_update(req->body_md5, buf, want);
+			req->body_md5_pos += want;
+		} else {
+			req->body_md5_ok = false; /* bytes sent twice may differ: no hash */
+		}
+	}
 	req->body_pos += want;
 	return want;
 }
@@ -1021,6 +1060,8 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > req->body_len)
 		return CURL_SEEKFUNC_CANTSEEK;
 	req->body_pos = (uint64_t)offset;
+	if (offset == 0)
+		body_md5_restart(req);
 	return CURL_SEEKFUNC_OK;
 }
 
@@ -1194,6 +1235,7 @@ static void attempt_start(struct http_engine *eng, struct http_request *req)
 		req->sink_reset(req->sink_ud);
 	req->sink_bytes = 0;
 	req->body_pos = 0;
+	body_md5_restart(req);
 	req->abort_err = req->sink_err = req->read_err = 0;
 	req->curl_err[0] = '\0';
 	req->has_conn = false;

@@ -102,6 +102,13 @@ void http_request_set_max_attempts(struct http_request *req, unsigned n);
 void http_request_set_body_mem(struct http_request *req, const void *data, size_t len);
 /* Body from len bytes of fd at off (pread; rewound on retry). Same Expect rule. */
 void http_request_set_body_fd(struct http_request *req, int fd, off_t off, uint64_t len);
+/* Hash the body with MD5 as it is sent, so that the caller can check the server's ETag
+ * against the bytes that went out instead of hashing them first (no Content-MD5 then). A
+ * rewind to the start (retry, curl's own rewind) starts the hash again. ENOMEM on failure. */
+int http_request_hash_body(struct http_request *req);
+/* After completion: the MD5 of the body the last attempt sent, when it was sent whole and in
+ * order (true); false when not (a rewind to the middle, or no hashing asked). Once. */
+bool http_request_body_md5(struct http_request *req, unsigned char out[16]);
 /* Where a 2xx response body goes. Default: memory, up to 64 MiB (more fails with EFBIG).
  * Non-2xx bodies always go to memory (bounded) so they can be parsed as errors. */
 void http_request_set_sink_fd(struct http_request *req, int fd, off_t off);

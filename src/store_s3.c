@@ -51,6 +51,9 @@ struct store_s3 {
 	char *access_key;    /* protected by cred_lock */
 	char *secret_key;    /* protected by cred_lock */
 	char *session_token; /* protected by cred_lock; NULL when none */
+	/* Whether this server's part ETags are the MD5 of the part: 0 not known yet, 1 yes,
+	 * -1 no (atomic). See s3_mpu_part(). */
+	int part_etag_md5;
 };
 
 /* One request being built and run; lives on the calling thread's stack until completion. */
@@ -1003,6 +1006,54 @@ static char *s3_upload_query(int number, const char *upload_id)
 	return q;
 }
 
+/* Send a part from a file without Content-MD5, hashing it as it goes out, and check the
+ * server's ETag against that hash. Returns 0 when the part is there and verified; EAGAIN
+ * when it could not be verified this way (the caller sends it again with Content-MD5, which
+ * replaces it); another errno when the request failed. */
+static int s3_mpu_part_streamed(struct store_s3 *s3, const char *fk, const char *q,
+				const struct store_body *body, const struct store_io *io,
+				char *etag_out)
+{
+	struct s3_call c;
+	unsigned char md5[CRYPTO_MD5_LEN];
+	char md5_hex[2 * CRYPTO_MD5_LEN + 1], etag[80];
+	int rv = s3_call_init(&c, s3, "PUT", fk, q, io);
+
+	if (rv)
+		return rv;
+	http_request_set_body_fd(c.req, body->fd, body->off, body->len);
+	snprintf(c.payload_hash, sizeof(c.payload_hash), "%s", S3_UNSIGNED);
+	if ((rv = http_request_hash_body(c.req))) {
+		store_set_error(rv, 0, NULL, "out of memory building a request");
+	} else if ((rv = s3_call_run(&c)) == 0) {
+		s3_etag_copy(etag, sizeof(etag), http_request_response_header(c.req, "etag"));
+		if (!http_request_body_md5(c.req, md5)) {
+			log_info("part of '%s' was not sent in one pass: sending it again with Content-MD5",
+				 fk);
+			rv = EAGAIN;
+		} else if (!crypto_is_md5_hex(etag)) {
+			log_info("the server's part ETag '%s' is not an MD5: parts go with Content-MD5 "
+				 "from now on", etag);
+			__atomic_store_n(&s3->part_etag_md5, -1, __ATOMIC_RELEASE);
+			rv = EAGAIN;
+		} else if (crypto_hex(md5, sizeof(md5), md5_hex), strcasecmp(etag, md5_hex) != 0) {
+			log_warn("part of '%s' arrived damaged (the server's ETag %s is not the MD5 %s "
+				 "of what was sent): sending it again with Content-MD5", fk, etag, md5_hex);
+			rv = EAGAIN;
+		} else if (etag_out) {
+			snprintf(etag_out, 80, "%s", etag);
+		}
+	}
+	s3_call_free(&c);
+	return rv;
+}
+
+/* Parts go with Content-MD5 until one answer shows that this server's part ETag is the MD5
+ * of the part; after that a part read from a file is hashed while it is sent and checked
+ * against the ETag instead. That saves a pass over the data and the pause before its first
+ * byte, and is as safe for parts: a part is invisible until the upload completes, so one
+ * that fails the check is just sent again (with Content-MD5), replacing it. Single PUTs,
+ * visible at once, always carry Content-MD5. */
 static int s3_mpu_part(struct store *st, const char *key, const char *upload_id, int number,
 		       const struct store_body *body, const struct store_io *io, char *etag_out)
 {
@@ -1023,11 +1074,25 @@ static int s3_mpu_part(struct store *st, const char *key, const char *upload_id,
 		store_set_error(rv, 0, NULL, "out of memory");
 		goto out;
 	}
+	if (!body->mem && !body->md5 && body->len > 0 &&
+	    __atomic_load_n(&s3->part_etag_md5, __ATOMIC_ACQUIRE) > 0) {
+		rv = s3_mpu_part_streamed(s3, fk, q, body, io, etag_out);
+		if (rv != EAGAIN)
+			goto out;
+	}
 	rv = s3_call_init(&c, s3, "PUT", fk, q, io);
 	if (rv)
 		goto out;
 	if ((rv = s3_call_body(&c, body, md5_hex)) == 0 && (rv = s3_call_run(&c)) == 0)
 		rv = s3_check_etag(&c, md5_hex, etag_out);
+	if (rv == 0) {
+		char etag[80];
+		s3_etag_copy(etag, sizeof(etag), http_request_response_header(c.req, "etag"));
+		/* s3_check_etag() compared it: an MD5-shaped ETag is the part's MD5 */
+		int v = crypto_is_md5_hex(etag) ? 1 : -1, unknown = 0;
+		__atomic_compare_exchange_n(&s3->part_etag_md5, &unknown, v, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	}
 	s3_call_free(&c);
 out:
 	free(q);

@@ -9,9 +9,14 @@
 #      proxy holds every PUT, so the uploads keep all the connections they can get), `ls -l` of
 #      another, uncached directory of the mount completes within 5 s and lists it all, and the
 #      proxy never sees more than 25 concurrent connections; everything arrives.
+#  (d) The proxy damages one byte of two part uploads of a 200 MiB file: one of the first parts
+#      (sent with Content-MD5: the server refuses it) and a later one (parts are hashed as they
+#      are sent once the server's part ETags proved to be MD5s: the server stores it and objfs
+#      must see that the ETag is not the MD5 of what it sent). The object completes with the
+#      right md5 and the log names the damaged part.
 #
 # Sizes: SYNC_FILES (200) for (a) and (b), SYNC_LOAD_FILES (1000) for (c), SYNC_OUTAGE_S (20).
-# SYNC_PARTS (abc) selects the parts to run.
+# SYNC_PARTS (abcd) selects the parts to run.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -144,6 +149,33 @@ part_c() {
 	objfs_umount "$mp"
 }
 
-for p in $(grep -o . <<<"${SYNC_PARTS:-abc}"); do
+# ---- (d) a part damaged on the way ----
+part_d() {
+	mkdir -p "$HARNESS_DIR/d"
+	head -c $((200 << 20)) /dev/urandom >"$HARNESS_DIR/d/big"
+	mp=$(objfs_mountpoint faults-d)
+	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,region=$S3_REGION,part_size=8M"
+	proxy_reset
+	# 25 parts, at most 12 at once: the 18th part PUT starts after the first answers
+	# and the 22nd gets no answer: sent again, it must be hashed again from its first byte
+	proxy_mode '{"corrupt_body": [{"method": "PUT", "path_re": "partNumber=", "count": 1},
+		{"method": "PUT", "path_re": "partNumber=", "skip": 17, "count": 1}],
+		"reset": {"method": "PUT", "path_re": "partNumber=", "when": "after", "skip": 21, "count": 1}}'
+	mkdir "$mp/d"
+	cp "$HARNESS_DIR/d/big" "$mp/d/big" || fail "(d) cp failed"
+	timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-d.out" 2>&1 ||
+		fail "(d) objfs sync failed: $(cat "$HARNESS_DIR/sync-d.out")"
+	assert_eq "$(proxy_stat injected.corrupt_body)" 2 "(d) the proxy damaged two part uploads"
+	assert_eq "$(proxy_stat injected.reset)" 1 "(d) the proxy cut one part upload's answer"
+	proxy_mode '{}'
+	check_bucket d/ "$HARNESS_DIR/d" "(d)"
+	assert_eq "$(grep -c "arrived damaged" "$OBJFS_LOG")" 1 \
+		"(d) the part sent without Content-MD5 was found damaged by its ETag (and sent again)"
+	assert_eq "$(grep -c "not sent in one pass" "$OBJFS_LOG")" 0 \
+		"(d) the part sent again after a lost answer was hashed whole"
+	objfs_umount "$mp"
+}
+
+for p in $(grep -o . <<<"${SYNC_PARTS:-abcd}"); do
 	"part_$p"
 done

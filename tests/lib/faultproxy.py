@@ -54,6 +54,9 @@ Control API (HTTP on the control port):
                      100 to the client, which must time out its wait and send the body anyway
                      (headers are forwarded unchanged: a client may have signed Expect)
       malformed_xml  corrupt XML response bodies; how: "truncate" (default) or "garbage"
+      corrupt_body   flip the bits of one byte of a request body (Content-Length framed) as it
+                     is forwarded, at after_bytes (default: the middle): the server gets the
+                     request whole but with other bytes than the client sent
       notfound, slowdown, error500 read and discard the request body first (with Expect:
                      100-continue they answer at once and close the connection, as S3 does)
       refuse         close each new connection at once (rst: true (default) resets it)
@@ -65,7 +68,8 @@ Control API (HTTP on the control port):
                      requests, check the counters, then release them with POST /mode
     Mode precedence per request: delay_ms and hold (add), then the first of reset(before), slowdown,
     error500, notfound, wrong_region, stall(request) that fires; if none, no100 (adds) and the first of
-    reset(after|mid), stall(response|body), malformed_xml that fires.
+    reset(after|mid), stall(response|body), malformed_xml that fires. corrupt_body adds to
+    whatever else fires once the request is forwarded.
 An upstream that cannot be reached makes the proxy reset the client connection
 (upstream_errors counts these). Exits on SIGTERM/SIGINT, when --parent-pid is gone, or after
 --max-lifetime seconds.
@@ -104,6 +108,7 @@ MODE_OPTS = {
     "reset": {"when", "after_bytes"},
     "stall": {"phase", "stall_s", "after_bytes"},
     "malformed_xml": {"how"},
+    "corrupt_body": {"after_bytes"},
     "refuse": {"rst"},
     "delay_ms": {"ms"},
     "hold": {"max_s"},
@@ -809,9 +814,15 @@ class Handler:
         except OSError as e:
             raise ProtocolError("upstream send failed: %s" % e)
 
-    def relay_request_body(self, req):
+    def relay_request_body(self, req, corrupt_at=None):
+        pos = 0
         for piece in iter_body(self.creader, framing(req), raw=True):
             self.proxy.add_bytes("bytes_from_client", len(piece))
+            if corrupt_at is not None and pos <= corrupt_at < pos + len(piece):
+                b = bytearray(piece)
+                b[corrupt_at - pos] ^= 0xff
+                piece = bytes(b)
+            pos += len(piece)
             self.send_upstream(piece)
 
     def read_response(self, method, drop_100=True):
@@ -924,7 +935,15 @@ class Handler:
                 self.lingering_close_client()
                 self.note(req, "%s before the body" % resp.first[1], t0)
                 return False
-        self.relay_request_body(req)
+        corrupt_at = None
+        frame = framing(req)
+        if frame[0] == "length":
+            cname, ccfg = px.pick(["corrupt_body"], method, kind, target, lambda n, c: True)
+            if cname:
+                corrupt_at = min(ccfg.get("after_bytes", frame[1] // 2), frame[1] - 1)
+                log("conn %d: injected a damaged byte at %d of %s %s" %
+                    (self.conn.id, corrupt_at, method, target[:200]))
+        self.relay_request_body(req, corrupt_at)
         if resp is None:
             resp = self.read_response(method)
 

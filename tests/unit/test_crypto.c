@@ -124,6 +124,34 @@ static void test_md5_incremental(void **state)
 	crypto_md5_destroy(NULL);
 }
 
+/* reset forgets what was fed: a body sent again from its start is hashed from scratch */
+static void test_md5_reset(void **state)
+{
+	struct crypto_md5_ctx *ctx = crypto_md5_create();
+	unsigned char md[CRYPTO_MD5_LEN];
+	const char *in = md5_cases[ARRAY_LEN(md5_cases) - 1].in;
+
+	assert_non_null(ctx);
+	crypto_md5_update(ctx, "stale bytes of an earlier attempt", 33);
+	crypto_md5_reset(ctx);
+	crypto_md5_update(ctx, in, strlen(in));
+	crypto_md5_final(ctx, md);
+	assert_hex(md, sizeof(md), md5_cases[ARRAY_LEN(md5_cases) - 1].out);
+	crypto_md5_destroy(ctx);
+}
+
+static void test_is_md5_hex(void **state)
+{
+	assert_true(crypto_is_md5_hex("d41d8cd98f00b204e9800998ecf8427e"));
+	assert_true(crypto_is_md5_hex("D41D8CD98F00B204E9800998ECF8427E"));
+	assert_false(crypto_is_md5_hex(""));
+	assert_false(crypto_is_md5_hex("d41d8cd98f00b204e9800998ecf8427"));   /* 31 */
+	assert_false(crypto_is_md5_hex("d41d8cd98f00b204e9800998ecf8427e0")); /* 33 */
+	assert_false(crypto_is_md5_hex("d41d8cd98f00b204e9800998ecf8427g"));
+	assert_false(crypto_is_md5_hex("445d6bd9e7b3a3c2ec5d1a1ee0d25e45-4")); /* multipart */
+	assert_false(crypto_is_md5_hex("\"d41d8cd98f00b204e9800998ecf8427\""));
+}
+
 static void test_hex_base64(void **state)
 {
 	static const struct {
@@ -211,6 +239,7 @@ int main(void)
 		cmocka_unit_test(test_sha256),	       cmocka_unit_test(test_hmac_sha256),
 		cmocka_unit_test(test_md5),	       cmocka_unit_test(test_md5_incremental),
 		cmocka_unit_test(test_hex_base64),     cmocka_unit_test(test_md5_fd),
+		cmocka_unit_test(test_md5_reset),      cmocka_unit_test(test_is_md5_hex),
 	};
 
 	return cmocka_run_group_tests_name("crypto", tests, NULL, NULL) ? 1 : 0;
