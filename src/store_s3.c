@@ -1007,45 +1007,55 @@ static char *s3_upload_query(int number, const char *upload_id)
 }
 
 /* Send a part from a file without Content-MD5, hashing it as it goes out, and check the
- * server's ETag against that hash. Returns 0 when the part is there and verified; EAGAIN
- * when it could not be verified this way (the caller sends it again with Content-MD5, which
- * replaces it); another errno when the request failed. */
+ * server's ETag against that hash. Returns 0 when the part is there and verified, else an
+ * errno; *again is set when the caller should send it again with Content-MD5 (which
+ * replaces it): it could not be verified this way, or the server refused it with 400. */
 static int s3_mpu_part_streamed(struct store_s3 *s3, const char *fk, const char *q,
 				const struct store_body *body, const struct store_io *io,
-				char *etag_out)
+				char *etag_out, bool *again)
 {
 	struct s3_call c;
 	unsigned char md5[CRYPTO_MD5_LEN];
 	char md5_hex[2 * CRYPTO_MD5_LEN + 1], etag[80];
 	int rv = s3_call_init(&c, s3, "PUT", fk, q, io);
 
+	*again = false;
 	if (rv)
 		return rv;
 	http_request_set_body_fd(c.req, body->fd, body->off, body->len);
 	snprintf(c.payload_hash, sizeof(c.payload_hash), "%s", S3_UNSIGNED);
 	if ((rv = http_request_hash_body(c.req))) {
 		store_set_error(rv, 0, NULL, "out of memory building a request");
-	} else if ((rv = s3_call_run(&c)) == 0) {
+	} else if ((rv = s3_call_run(&c)) != 0) {
+		/* A bucket with Object Lock (AWS) refuses parts without Content-MD5 or a checksum
+		 * header with 400 InvalidRequest: such a store gets Content-MD5 from now on. */
+		if (http_request_status(c.req) == 400) {
+			log_info("a part of '%s' sent without Content-MD5 was refused (400): parts go "
+				 "with Content-MD5 from now on", fk);
+			__atomic_store_n(&s3->part_etag_md5, -1, __ATOMIC_RELEASE);
+			*again = true;
+		}
+	} else {
 		s3_etag_copy(etag, sizeof(etag), http_request_response_header(c.req, "etag"));
 		if (!http_request_body_md5(c.req, md5)) {
 			log_info("part of '%s' was not sent in one pass: sending it again with Content-MD5",
 				 fk);
-			rv = EAGAIN;
+			*again = true;
 		} else if (!crypto_is_md5_hex(etag)) {
 			log_info("the server's part ETag '%s' is not an MD5: parts go with Content-MD5 "
 				 "from now on", etag);
 			__atomic_store_n(&s3->part_etag_md5, -1, __ATOMIC_RELEASE);
-			rv = EAGAIN;
+			*again = true;
 		} else if (crypto_hex(md5, sizeof(md5), md5_hex), strcasecmp(etag, md5_hex) != 0) {
 			log_warn("part of '%s' arrived damaged (the server's ETag %s is not the MD5 %s "
 				 "of what was sent): sending it again with Content-MD5", fk, etag, md5_hex);
-			rv = EAGAIN;
+			*again = true;
 		} else if (etag_out) {
 			snprintf(etag_out, 80, "%s", etag);
 		}
 	}
 	s3_call_free(&c);
-	return rv;
+	return *again ? EAGAIN : rv;
 }
 
 /* Parts go with Content-MD5 until one answer shows that this server's part ETag is the MD5
@@ -1076,8 +1086,9 @@ static int s3_mpu_part(struct store *st, const char *key, const char *upload_id,
 	}
 	if (!body->mem && !body->md5 && body->len > 0 &&
 	    __atomic_load_n(&s3->part_etag_md5, __ATOMIC_ACQUIRE) > 0) {
-		rv = s3_mpu_part_streamed(s3, fk, q, body, io, etag_out);
-		if (rv != EAGAIN)
+		bool again;
+		rv = s3_mpu_part_streamed(s3, fk, q, body, io, etag_out, &again);
+		if (!again)
 			goto out;
 	}
 	rv = s3_call_init(&c, s3, "PUT", fk, q, io);

@@ -9,14 +9,17 @@
 #      proxy holds every PUT, so the uploads keep all the connections they can get), `ls -l` of
 #      another, uncached directory of the mount completes within 5 s and lists it all, and the
 #      proxy never sees more than 25 concurrent connections; everything arrives.
-#  (d) The proxy damages one byte of two part uploads of a 200 MiB file: one of the first parts
-#      (sent with Content-MD5: the server refuses it) and a later one (parts are hashed as they
-#      are sent once the server's part ETags proved to be MD5s: the server stores it and objfs
-#      must see that the ETag is not the MD5 of what it sent). The object completes with the
-#      right md5 and the log names the damaged part.
+#  (d) The proxy damages one byte of two part uploads of a 200 MiB file: part 1 (sent with
+#      Content-MD5: the server refuses it, and the upload starts again) and part 20 (parts are
+#      hashed as they are sent once the server's part ETags proved to be MD5s: the server
+#      stores it and objfs must see that the ETag is not the MD5 of what it sent), and cuts
+#      the answer to part 23 (sent again, it must be hashed again from its first byte). The
+#      object completes with the right md5 and the log names the one damaged part.
+#  (e) The proxy answers 400 InvalidRequest to part uploads without Content-MD5, as AWS does
+#      for a bucket with Object Lock: a 100 MiB file still arrives intact.
 #
 # Sizes: SYNC_FILES (200) for (a) and (b), SYNC_LOAD_FILES (1000) for (c), SYNC_OUTAGE_S (20).
-# SYNC_PARTS (abcd) selects the parts to run.
+# SYNC_PARTS (abcde) selects the parts to run.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -156,11 +159,11 @@ part_d() {
 	mp=$(objfs_mountpoint faults-d)
 	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,region=$S3_REGION,part_size=8M"
 	proxy_reset
-	# 25 parts, at most 12 at once: the 18th part PUT starts after the first answers
-	# and the 22nd gets no answer: sent again, it must be hashed again from its first byte
-	proxy_mode '{"corrupt_body": [{"method": "PUT", "path_re": "partNumber=", "count": 1},
-		{"method": "PUT", "path_re": "partNumber=", "skip": 17, "count": 1}],
-		"reset": {"method": "PUT", "path_re": "partNumber=", "when": "after", "skip": 21, "count": 1}}'
+	# 25 parts, at most 12 at once: part 20 starts after 8 parts answered; part 1 fails the
+	# first upload at once, so parts 20 and 23 are in all likelihood first sent in the second
+	proxy_mode '{"corrupt_body": [{"method": "PUT", "path_re": "partNumber=1&", "count": 1},
+		{"method": "PUT", "path_re": "partNumber=20&", "count": 1}],
+		"reset": {"method": "PUT", "path_re": "partNumber=23&", "when": "after", "count": 1}}'
 	mkdir "$mp/d"
 	cp "$HARNESS_DIR/d/big" "$mp/d/big" || fail "(d) cp failed"
 	timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-d.out" 2>&1 ||
@@ -176,6 +179,26 @@ part_d() {
 	objfs_umount "$mp"
 }
 
-for p in $(grep -o . <<<"${SYNC_PARTS:-abcd}"); do
+# ---- (e) a store that wants Content-MD5 on every part ----
+part_e() {
+	mkdir -p "$HARNESS_DIR/e"
+	head -c $((100 << 20)) /dev/urandom >"$HARNESS_DIR/e/big"
+	mp=$(objfs_mountpoint faults-e)
+	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,region=$S3_REGION,part_size=8M"
+	proxy_reset
+	proxy_mode '{"require_md5": {"method": "PUT", "path_re": "partNumber="}}'
+	mkdir "$mp/e"
+	cp "$HARNESS_DIR/e/big" "$mp/e/big" || fail "(e) cp failed"
+	timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-e.out" 2>&1 ||
+		fail "(e) objfs sync failed: $(cat "$HARNESS_DIR/sync-e.out")"
+	[[ $(proxy_stat injected.require_md5) -ge 1 ]] ||
+		fail "(e) no part went without Content-MD5: $(proxy_stats)"
+	pass "(e) objfs sync returned 0; $(proxy_stat injected.require_md5) parts without Content-MD5 were refused"
+	proxy_mode '{}'
+	check_bucket e/ "$HARNESS_DIR/e" "(e)"
+	objfs_umount "$mp"
+}
+
+for p in $(grep -o . <<<"${SYNC_PARTS:-abcde}"); do
 	"part_$p"
 done

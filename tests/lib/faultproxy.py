@@ -57,6 +57,8 @@ Control API (HTTP on the control port):
       corrupt_body   flip the bits of one byte of a request body (Content-Length framed) as it
                      is forwarded, at after_bytes (default: the middle): the server gets the
                      request whole but with other bytes than the client sent
+      require_md5    answer 400 InvalidRequest, as AWS does for a part upload to a bucket with
+                     Object Lock, to a request without Content-MD5 (not forwarded)
       notfound, slowdown, error500 read and discard the request body first (with Expect:
                      100-continue they answer at once and close the connection, as S3 does)
       refuse         close each new connection at once (rst: true (default) resets it)
@@ -67,7 +69,7 @@ Control API (HTTP on the control port):
                      held_requests counts the requests waiting: a test can wait for N held
                      requests, check the counters, then release them with POST /mode
     Mode precedence per request: delay_ms and hold (add), then the first of reset(before), slowdown,
-    error500, notfound, wrong_region, stall(request) that fires; if none, no100 (adds) and the first of
+    error500, notfound, require_md5, wrong_region, stall(request) that fires; if none, no100 (adds) and the first of
     reset(after|mid), stall(response|body), malformed_xml that fires. corrupt_body adds to
     whatever else fires once the request is forwarded.
 An upstream that cannot be reached makes the proxy reset the client connection
@@ -99,11 +101,11 @@ KINDS = ("GET", "HEAD", "PUT", "POST", "DELETE", "LIST")
 LIST_PARAMS = {"marker", "max-keys", "encoding-type", "continuation-token", "start-after",
                "fetch-owner", "uploads", "versions", "key-marker", "upload-id-marker",
                "version-id-marker", "max-uploads", "list-type", "prefix", "delimiter"}
-PRE_MODES = ("reset", "slowdown", "error500", "notfound", "wrong_region", "stall")
+PRE_MODES = ("reset", "slowdown", "error500", "notfound", "require_md5", "wrong_region", "stall")
 POST_MODES = ("reset", "stall", "malformed_xml")
 COMMON_OPTS = {"p", "method", "kind", "path_re", "skip", "count"}
 MODE_OPTS = {
-    "slowdown": set(), "error500": set(), "notfound": set(), "no100": set(),
+    "slowdown": set(), "error500": set(), "notfound": set(), "no100": set(), "require_md5": set(),
     "wrong_region": {"status", "region", "header"},
     "reset": {"when", "after_bytes"},
     "stall": {"phase", "stall_s", "after_bytes"},
@@ -329,6 +331,9 @@ INJECTED = {
     "error500": (500, "Internal Server Error", "InternalError",
                  "We encountered an internal error. Please try again."),
     "notfound": (404, "Not Found", "NoSuchKey", "The specified key does not exist."),
+    "require_md5": (400, "Bad Request", "InvalidRequest",
+                    "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Part "
+                    "requests with Object Lock parameters"),
 }
 
 
@@ -901,6 +906,8 @@ class Handler:
             return False
 
         def pre_ok(n, c):
+            if n == "require_md5":
+                return req.get("content-md5") is None
             if n == "reset":
                 return c["when"] == "before"
             if n == "stall":
