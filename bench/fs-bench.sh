@@ -100,6 +100,18 @@ seqwrite_reset() {
 	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 }
 
+# Before each timed workload: 1.5 GiB of memory is touched and freed. On this VM a page the
+# kernel has not handed out for a few seconds costs several times more to hand out again
+# (the host takes free memory back: writing 1 GiB into fresh page cache took 1.7-3 s, into
+# recycled pages 0.2 s), so the first file system to read after a quiet spell paid for it
+# (objfs's first read of a run: 377 MiB/s and twice the CPU; 550 with this warm-up).
+# Every file system and raw get the same warm-up.
+warm_memory() {
+	local f=/dev/shm/objfs-bench-warm
+	dd if=/dev/zero of="$f" bs=1M count=1536 status=none 2>/dev/null || true
+	rm -f "$f"
+}
+
 # the source of seqwrite in the page cache (SEQWRITE_SOURCE=warm) or not (cold)
 warm_source() {
 	if [[ ${SEQWRITE_SOURCE:-warm} == warm ]]; then
@@ -121,12 +133,14 @@ run_raw() {
 			printf 'url = "%s/src/big"\nrange = "%d-%d"\noutput = "/dev/null"\n' \
 				"$EP" $((i * chunk)) $(((i + 1) * chunk - 1)) >>"$W/raw.cfg"
 		done
+		warm_memory
 		t=$(now)
 		curl_s3 --parallel --parallel-max 16 -K "$W/raw.cfg" -w '%{http_code}\n' | grep -qv '^206$' &&
 			fail "raw seqread: a range GET did not answer 206"
 		record raw seqread "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
 	fi
 	if [[ " $WORKLOADS " == *" listing "* ]]; then
+		warm_memory
 		t=$(now)
 		"$OBJFS_BIN" ls -l "s3://src/list/" -o "endpoint=$EP,region=$S3_REGION" >/dev/null
 		record raw listing_cold "$(since "$t")" s
@@ -137,6 +151,7 @@ run_raw() {
 		while read -r f; do
 			printf 'url = "%s/src/rawsmall/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$EP" "${f#"$W"/small/}" "$f" >>"$W/rawput.cfg"
 		done < <(find "$W/small" -type f)
+		warm_memory
 		t=$(now)
 		curl_s3 --parallel --parallel-max 25 -K "$W/rawput.cfg" -w '%{http_code}\n' | grep -qv '^200$' &&
 			fail "raw smallfiles: a PUT did not answer 200"
@@ -147,6 +162,7 @@ run_raw() {
 		# engine and parallel parts, without FUSE, staging or journal)
 		seqwrite_reset
 		warm_source
+		warm_memory
 		t=$(now)
 		"$OBJFS_BIN" put "$W/big" s3://src/rawbig -o "endpoint=$EP,region=$S3_REGION" >/dev/null
 		record raw seqwrite_synced "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
@@ -195,6 +211,7 @@ run_fs() { # FS
 	local fs=$1 t
 	if [[ " $WORKLOADS " == *" seqread "* ]]; then
 		mount_fs "$fs"
+		warm_memory
 		t=$(now)
 		dd if="$MP/big" of=/dev/null bs=1M status=none
 		record "$fs" seqread "$(awk -v m="$BIG_MIB" -v s="$(since "$t")" 'BEGIN { printf "%.1f", m / s }')" MiB/s
@@ -205,6 +222,7 @@ run_fs() { # FS
 		mount_fs "$fs"
 		local h0
 		h0=$(rgw_requests HEAD)
+		warm_memory
 		t=$(now)
 		ls -l "$MP/list" >/dev/null
 		record "$fs" listing_cold "$(since "$t")" s
@@ -219,6 +237,7 @@ run_fs() { # FS
 		mount_fs "$fs"
 		local out b0
 		b0=$(rgw_bytes_out)
+		warm_memory
 		out=$(fio --name=rr --filename="$MP/big" --rw=randread --bs=4k --numjobs=4 --time_based \
 			--runtime="$RAND_S" --ioengine=psync --group_reporting --readonly --output-format=terse 2>/dev/null | tail -1)
 		record "$fs" randread_iops "$(echo "$out" | awk -F';' '{ print $8 }')" IOPS
@@ -227,6 +246,7 @@ run_fs() { # FS
 	fi
 	if [[ " $WORKLOADS " == *" smallfiles "* ]]; then
 		mount_fs "$fs"
+		warm_memory
 		t=$(now)
 		cp -r "$W/small" "$MP/sf-$fs"
 		record "$fs" smallfiles_cp "$(since "$t")" s
@@ -241,6 +261,7 @@ run_fs() { # FS
 		seqwrite_reset
 		mount_fs "$fs"
 		warm_source
+		warm_memory
 		t=$(now)
 		dd if="$W/big" of="$MP/wbig-$fs" bs=1M status=none
 		if [[ $fs == objfs ]]; then "$OBJFS_BIN" sync "$MP" || fail "objfs sync failed"; fi
