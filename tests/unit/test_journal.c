@@ -204,6 +204,22 @@ static uint64_t file_size(const char *path)
 	return (uint64_t)st.st_size;
 }
 
+/* The file is the journal's size in records followed by zeros only. */
+static void assert_zero_tail(const char *path, uint64_t size)
+{
+	uint64_t fsize = file_size(path);
+	unsigned char *buf = malloc(fsize ? fsize : 1);
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fsize >= size);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, fsize), (ssize_t)fsize);
+	close(fd);
+	for (uint64_t i = size; i < fsize; i++)
+		assert_int_equal(buf[i], 0);
+	free(buf);
+}
+
 static void append_records(struct journal *j, const struct journal_record *rec, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -237,7 +253,7 @@ static void test_round_trip(void **state)
 	assert_non_null(j);
 	assert_int_equal(journal_size(j), 8);
 	append_records(j, rec, n);
-	assert_int_equal(journal_size(j), file_size(f->path));
+	assert_zero_tail(f->path, journal_size(j));
 	journal_close(j);
 
 	j = journal_open(f->path, err, sizeof(err));
@@ -247,6 +263,45 @@ static void test_round_trip(void **state)
 	assert_int_equal(c.n, n);
 	for (size_t i = 0; i < n; i++)
 		assert_record_equal(&rec[i], &c.r[i]);
+	collected_free(&c);
+	journal_close(j);
+	store_attr_free(&attr);
+}
+
+/* Records go over zeros written ahead: after the first append the file keeps its size (no
+ * file system journal commit per record), and reopened it reads with nothing torn. */
+static void test_appends_keep_file_size(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_record rec[9];
+	struct store_attr attr;
+	struct collected c = {0};
+	uint64_t torn = 1;
+	char err[256];
+	size_t n = sample_records(rec, &attr);
+
+	struct journal *j = journal_open(f->path, err, sizeof(err));
+	assert_non_null(j);
+	append_records(j, rec, 1);
+	uint64_t fsize = file_size(f->path);
+	assert_true(fsize >= journal_size(j) + (1u << 20));
+	append_records(j, rec + 1, n - 1);
+	assert_int_equal(file_size(f->path), fsize);
+	assert_zero_tail(f->path, journal_size(j));
+	uint64_t end = journal_size(j);
+	journal_close(j);
+
+	/* reopened and appended to without reading first: the record goes at the end */
+	j = journal_open(f->path, err, sizeof(err));
+	append_records(j, rec, 1);
+	assert_int_equal(file_size(f->path), fsize);
+	journal_close(j);
+	j = journal_open(f->path, err, sizeof(err));
+	assert_int_equal(journal_read(j, collect, &c, &torn), 0);
+	assert_int_equal(torn, 0);
+	assert_int_equal(c.n, n + 1);
+	assert_record_equal(&rec[0], &c.r[n]);
+	assert_true(journal_size(j) > end);
 	collected_free(&c);
 	journal_close(j);
 	store_attr_free(&attr);
@@ -496,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_crc32_vector),
 		cmocka_unit_test(test_decode_malformed_payload),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_appends_keep_file_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_every_length, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_enospc_rolls_back, setup, teardown),
