@@ -359,6 +359,55 @@ static void test_torn_tail_every_length(void **state)
 	store_attr_free(&attr);
 }
 
+/* A record cut short with the zeros written ahead still after it (a crash in the middle of
+ * an append over the zero tail) is torn too: only the intact records are read, and an append
+ * goes right after them. */
+static void test_torn_record_before_zeros(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_record rec[9];
+	struct store_attr attr;
+	char err[256], zeros[4096] = {0};
+	size_t n = sample_records(rec, &attr);
+
+	struct journal *j = journal_open(f->path, err, sizeof(err));
+	append_records(j, rec, n - 1);
+	uint64_t good = journal_size(j);
+	append_records(j, &rec[n - 1], 1);
+	uint64_t full = journal_size(j);
+	journal_close(j);
+	char *whole = malloc(full);
+	int fd = open(f->path, O_RDONLY);
+	assert_int_equal(read(fd, whole, full), (ssize_t)full);
+	close(fd);
+
+	for (uint64_t cut = good + 1; cut < full; cut += 7) {
+		struct collected c = {0};
+		uint64_t torn = 0;
+		fd = open(f->path, O_WRONLY | O_TRUNC);
+		assert_int_equal(write(fd, whole, cut), (ssize_t)cut);
+		assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
+		close(fd);
+		j = journal_open(f->path, err, sizeof(err));
+		assert_int_equal(journal_read(j, collect, &c, &torn), 0);
+		assert_int_equal(c.n, n - 1);
+		assert_int_equal(torn, cut - good + sizeof(zeros));
+		assert_int_equal(journal_size(j), good);
+		collected_free(&c);
+		append_records(j, &rec[n - 1], 1);
+		journal_close(j);
+		j = journal_open(f->path, err, sizeof(err));
+		assert_int_equal(journal_read(j, collect, &c, &torn), 0);
+		assert_int_equal(torn, 0);
+		assert_int_equal(c.n, n);
+		assert_record_equal(&rec[n - 1], &c.r[n - 1]);
+		collected_free(&c);
+		journal_close(j);
+	}
+	free(whole);
+	store_attr_free(&attr);
+}
+
 /* A flipped bit in the last record, or garbage after it, is treated as a torn tail. */
 static void test_corrupt_tail(void **state)
 {
@@ -554,6 +603,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_appends_keep_file_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_every_length, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_record_before_zeros, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_enospc_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rewrite, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_refused, setup, teardown),
