@@ -573,7 +573,10 @@ int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_rec
 	if (z == size) { /* the zero tail: records go on over it */
 		j->filled_to = size;
 	} else {
-		*torn_bytes = size - off;
+		size_t end = size; /* what was written of the torn record: not the zeros after it */
+		while (end > off && buf[end - 1] == 0)
+			end--;
+		*torn_bytes = end - off;
 		journal_reserve_lost(j);
 		if (ftruncate(j->fd, (off_t)off) < 0 || fdatasync(j->fd) < 0) {
 			err = errno;

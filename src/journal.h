@@ -87,8 +87,8 @@ struct journal *journal_open(const char *path, char *err, size_t errlen);
  * allocations by copying the struct and then journal_record_init() on the original.
  * cb may be NULL (only find the end). The zeros written ahead of appends end the records
  * cleanly; any other tail is torn or corrupt: it is cut off the file (ftruncate) and its
- * size reported in *torn_bytes. Later appends go after the last intact record (an append
- * to a journal opened with content reads it first). */
+ * size, without the zeros after it, reported in *torn_bytes. Later appends go after the
+ * last intact record (an append to a journal opened with content reads it first). */
 int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_record *r), void *ud,
 		 uint64_t *torn_bytes);
 /* Write buf (encoded records) at the end and fdatasync. The file is kept up to 1 MiB of
