@@ -34,10 +34,10 @@ struct data_cache_config {
 	const char *dir;        /* cache_dir/data is created below it (dir too, if missing) */
 	uint64_t max_bytes;     /* cache_size: bound on bytes held on disk */
 	uint64_t block_size;    /* range GET unit (1 MiB); 0 = 1 MiB */
-	uint64_t read_ahead;    /* read-ahead window in bytes (48 MiB); 0 disables */
+	uint64_t read_ahead;    /* read-ahead window in bytes (32 MiB); 0 disables */
 	uint64_t read_ahead_chunk; /* most bytes one read-ahead GET fetches (8 MiB); 0 = one
 				    * block */
-	uint64_t read_ahead_mem; /* memory read-ahead may fill instead of the file (48 MiB),
+	uint64_t read_ahead_mem; /* memory read-ahead may fill instead of the file (32 MiB),
 				  * for every stream together; 0: read-ahead goes to the file */
 	unsigned workers;       /* read-ahead threads (8); 0 = 8 */
 };

@@ -97,10 +97,10 @@ static const struct opts_entry opts_table[] = {
 	{"attr_ttl", OPTS_MS, F(attr_ttl_ms), "60s", "how long attributes are cached"},
 	{"dir_ttl", OPTS_MS, F(dir_ttl_ms), "60s", "how long directory listings are cached"},
 	{"neg_ttl", OPTS_MS, F(neg_ttl_ms), "5s", "how long 'absent' is cached"},
-	{"read_ahead", OPTS_SIZE, F(read_ahead), "48M", "read-ahead window of sequential reads"},
+	{"read_ahead", OPTS_SIZE, F(read_ahead), "32M", "read-ahead window of sequential reads"},
 	{"read_ahead_chunk", OPTS_SIZE, F(read_ahead_chunk), "8M",
 	 "most bytes one read-ahead GET fetches"},
-	{"read_ahead_mem", OPTS_SIZE, F(read_ahead_mem), "48M",
+	{"read_ahead_mem", OPTS_SIZE, F(read_ahead_mem), "32M",
 	 "memory read-ahead fills before it uses the cache directory"},
 	{"block_size", OPTS_SIZE, F(block_size), "1M", "unit of range GETs into the cache"},
 

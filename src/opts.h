@@ -53,9 +53,9 @@ struct objfs_opts {
 	long attr_ttl_ms;    /* attr_ttl=60s */
 	long dir_ttl_ms;     /* dir_ttl=60s */
 	long neg_ttl_ms;     /* neg_ttl=5s */
-	uint64_t read_ahead; /* read_ahead=48M (window) */
+	uint64_t read_ahead; /* read_ahead=32M (window) */
 	uint64_t read_ahead_chunk; /* read_ahead_chunk=8M (one read-ahead GET at most) */
-	uint64_t read_ahead_mem; /* read_ahead_mem=48M (read-ahead buffers, every stream) */
+	uint64_t read_ahead_mem; /* read_ahead_mem=32M (read-ahead buffers, every stream) */
 	uint64_t block_size; /* block_size=1M (range GET unit) */
 
 	/* sync */

@@ -113,9 +113,9 @@ static void test_defaults(void **state)
 	assert_int_equal(o.attr_ttl_ms, 60000);
 	assert_int_equal(o.dir_ttl_ms, 60000);
 	assert_int_equal(o.neg_ttl_ms, 5000);
-	assert_true(o.read_ahead == 48ULL << 20);
+	assert_true(o.read_ahead == 32ULL << 20);
 	assert_true(o.read_ahead_chunk == 8ULL << 20);
-	assert_true(o.read_ahead_mem == 48ULL << 20);
+	assert_true(o.read_ahead_mem == 32ULL << 20);
 	assert_true(o.block_size == 1ULL << 20);
 	assert_int_equal(o.settle_ms, 200);
 	assert_int_equal(o.batch_files, 1000);
