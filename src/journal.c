@@ -236,11 +236,11 @@ int journal_encode(struct journal_buf *b, const struct journal_record *r)
 	return 0;
 }
 
-/* A cursor over one payload; any overrun sets bad. */
+/* A cursor over one payload; any overrun sets bad, a failed allocation nomem too. */
 struct rd {
 	const unsigned char *p;
 	size_t len, off;
-	bool bad;
+	bool bad, nomem;
 };
 
 static const unsigned char *rd_take(struct rd *r, size_t n)
@@ -274,7 +274,7 @@ static char *rd_blob(struct rd *r, size_t *lenp)
 		return NULL;
 	char *s = malloc((size_t)n + 1);
 	if (!s) {
-		r->bad = true;
+		r->bad = r->nomem = true;
 		return NULL;
 	}
 	memcpy(s, p, n);
@@ -320,7 +320,7 @@ static void rd_attr(struct rd *r, struct store_attr *a)
 	if (n) {
 		a->extra = calloc(n, sizeof(*a->extra));
 		if (!a->extra) {
-			r->bad = true;
+			r->bad = r->nomem = true;
 			return;
 		}
 	}
@@ -385,7 +385,7 @@ long journal_decode(const unsigned char *p, size_t avail, struct journal_record 
 		rd_attr(&r, &out->attr);
 	if (r.bad || r.off != r.len) {
 		journal_record_free(out);
-		return -1;
+		return r.nomem ? -2 : -1;
 	}
 	return (long)(JOURNAL_FRAME_LEN + len);
 }
@@ -559,6 +559,10 @@ int journal_read(struct journal *j, int (*cb)(void *ud, const struct journal_rec
 	while (off < size) {
 		struct journal_record r;
 		long used = journal_decode(buf + off, size - off, &r);
+		if (used == -2) { /* an intact record, no memory to read it: never cut it off */
+			err = ENOMEM;
+			goto out;
+		}
 		if (used <= 0)
 			break; /* the zero tail, or torn or corrupt: everything from here on is dropped */
 		err = cb ? cb(ud, &r) : 0;

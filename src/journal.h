@@ -72,8 +72,8 @@ void journal_buf_free(struct journal_buf *b);
 /* Append one framed record. 0, ENOMEM or EINVAL (over JOURNAL_MAX_RECORD) (also b->err). */
 int journal_encode(struct journal_buf *b, const struct journal_record *r);
 /* Decode one framed record at p[0..avail). Returns the bytes it used (> 0), 0 when the
- * bytes are incomplete or fail their checksum (a torn tail), or -1 when the framing is
- * intact but the payload is malformed (ENOMEM too). */
+ * bytes are incomplete or fail their checksum (a torn tail), -1 when the framing is intact
+ * but the payload is malformed, or -2 when there was no memory to decode it. */
 long journal_decode(const unsigned char *p, size_t avail, struct journal_record *out);
 
 uint32_t journal_crc32(const void *data, size_t len);
@@ -85,6 +85,7 @@ struct journal *journal_open(const char *path, char *err, size_t errlen);
 /* Read every intact record from the start, calling cb for each (cb returns 0 to go on, or
  * an errno to stop with it). The record is freed after cb returns; cb may keep its
  * allocations by copying the struct and then journal_record_init() on the original.
+ * ENOMEM, with nothing cut off, when a record cannot be decoded for lack of memory.
  * cb may be NULL (only find the end). The zeros written ahead of appends end the records
  * cleanly; any other tail is torn or corrupt: it is cut off the file (ftruncate) and its
  * size, without the zeros after it, reported in *torn_bytes. Later appends go after the

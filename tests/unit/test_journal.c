@@ -43,6 +43,25 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
 	return -1;
 }
 
+/* ---- malloc fault injection (-Wl,--wrap=malloc: the calls of journal.c and this file) ---- */
+
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+
+static int fail_malloc_after = -1; /* -1: pass through; else let this many succeed, then fail */
+
+void *__wrap_malloc(size_t n)
+{
+	if (fail_malloc_after < 0)
+		return __real_malloc(n);
+	if (fail_malloc_after > 0) {
+		fail_malloc_after--;
+		return __real_malloc(n);
+	}
+	errno = ENOMEM;
+	return NULL;
+}
+
 /* ---- helpers ---- */
 
 struct fixture {
@@ -415,6 +434,41 @@ static void test_torn_record_before_zeros(void **state)
 	store_attr_free(&attr);
 }
 
+/* No memory to decode an intact record while replaying: ENOMEM, and nothing is cut off (it
+ * used to read as a malformed record, and everything from there on was dropped). */
+static void test_read_enomem_cuts_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct journal_record rec[9];
+	struct store_attr attr;
+	struct collected c = {0};
+	uint64_t torn = 0;
+	char err[256];
+	size_t n = sample_records(rec, &attr);
+
+	struct journal *j = journal_open(f->path, err, sizeof(err));
+	append_records(j, rec, n);
+	uint64_t fsize = file_size(f->path);
+	journal_close(j);
+
+	j = journal_open(f->path, err, sizeof(err));
+	fail_malloc_after = 1; /* the file's buffer, then the first record's key fails */
+	int rv = journal_read(j, collect, &c, &torn);
+	fail_malloc_after = -1;
+	assert_int_equal(rv, ENOMEM);
+	assert_int_equal(torn, 0);
+	assert_int_equal(file_size(f->path), fsize);
+	collected_free(&c);
+	journal_close(j);
+
+	j = journal_open(f->path, err, sizeof(err));
+	assert_int_equal(journal_read(j, collect, &c, &torn), 0);
+	assert_int_equal(c.n, n);
+	collected_free(&c);
+	journal_close(j);
+	store_attr_free(&attr);
+}
+
 /* A flipped bit in the last record, or garbage after it, is treated as a torn tail. */
 static void test_corrupt_tail(void **state)
 {
@@ -611,6 +665,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_torn_tail_every_length, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_record_before_zeros, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_enomem_cuts_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_enospc_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rewrite, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_refused, setup, teardown),
