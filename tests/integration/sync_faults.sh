@@ -152,22 +152,30 @@ part_c() {
 	objfs_umount "$mp"
 }
 
-# ---- (d) a part damaged on the way ----
-part_d() {
-	mkdir -p "$HARNESS_DIR/d"
-	head -c $((200 << 20)) /dev/urandom >"$HARNESS_DIR/d/big"
-	mp=$(objfs_mountpoint faults-d)
+# big_upload PART MIB MODES: a MIB MiB file copied into PART/big of a mount through the
+# proxy (8 MiB parts) with the fault MODES set, then `objfs sync`, which must return 0.
+# Leaves the mount in $mp.
+big_upload() {
+	local p=$1
+	mkdir -p "$HARNESS_DIR/$p"
+	head -c $(($2 << 20)) /dev/urandom >"$HARNESS_DIR/$p/big"
+	mp=$(objfs_mountpoint "faults-$p")
 	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,region=$S3_REGION,part_size=8M"
 	proxy_reset
+	proxy_mode "$3"
+	mkdir "$mp/$p"
+	cp "$HARNESS_DIR/$p/big" "$mp/$p/big" || fail "($p) cp failed"
+	timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-$p.out" 2>&1 ||
+		fail "($p) objfs sync failed: $(cat "$HARNESS_DIR/sync-$p.out")"
+}
+
+# ---- (d) a part damaged on the way ----
+part_d() {
 	# 25 parts, at most 12 at once: part 20 starts after 8 parts answered; part 1 fails the
 	# first upload at once, so parts 20 and 23 are in all likelihood first sent in the second
-	proxy_mode '{"corrupt_body": [{"method": "PUT", "path_re": "partNumber=1&", "count": 1},
+	big_upload d 200 '{"corrupt_body": [{"method": "PUT", "path_re": "partNumber=1&", "count": 1},
 		{"method": "PUT", "path_re": "partNumber=20&", "count": 1}],
 		"reset": {"method": "PUT", "path_re": "partNumber=23&", "when": "after", "count": 1}}'
-	mkdir "$mp/d"
-	cp "$HARNESS_DIR/d/big" "$mp/d/big" || fail "(d) cp failed"
-	timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-d.out" 2>&1 ||
-		fail "(d) objfs sync failed: $(cat "$HARNESS_DIR/sync-d.out")"
 	assert_eq "$(proxy_stat injected.corrupt_body)" 2 "(d) the proxy damaged two part uploads"
 	assert_eq "$(proxy_stat injected.reset)" 1 "(d) the proxy cut one part upload's answer"
 	proxy_mode '{}'
@@ -181,16 +189,7 @@ part_d() {
 
 # ---- (e) a store that wants Content-MD5 on every part ----
 part_e() {
-	mkdir -p "$HARNESS_DIR/e"
-	head -c $((100 << 20)) /dev/urandom >"$HARNESS_DIR/e/big"
-	mp=$(objfs_mountpoint faults-e)
-	objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT,region=$S3_REGION,part_size=8M"
-	proxy_reset
-	proxy_mode '{"require_md5": {"method": "PUT", "path_re": "partNumber="}}'
-	mkdir "$mp/e"
-	cp "$HARNESS_DIR/e/big" "$mp/e/big" || fail "(e) cp failed"
-	timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-e.out" 2>&1 ||
-		fail "(e) objfs sync failed: $(cat "$HARNESS_DIR/sync-e.out")"
+	big_upload e 100 '{"require_md5": {"method": "PUT", "path_re": "partNumber="}}'
 	[[ $(proxy_stat injected.require_md5) -ge 1 ]] ||
 		fail "(e) no part went without Content-MD5: $(proxy_stats)"
 	pass "(e) objfs sync returned 0; $(proxy_stat injected.require_md5) parts without Content-MD5 were refused"

@@ -326,6 +326,69 @@ static void test_appends_keep_file_size(void **state)
 	store_attr_free(&attr);
 }
 
+/* A journal of the n records; *good is its size before the last one, *full after it.
+ * Returns the file's first *full bytes (the caller frees them). */
+static char *journal_of(struct fixture *f, const struct journal_record *rec, size_t n,
+			uint64_t *good, uint64_t *full)
+{
+	char err[256];
+	struct journal *j = journal_open(f->path, err, sizeof(err));
+
+	assert_non_null(j);
+	append_records(j, rec, n - 1);
+	*good = journal_size(j);
+	append_records(j, &rec[n - 1], 1);
+	*full = journal_size(j);
+	journal_close(j);
+
+	char *whole = malloc(*full);
+	int fd = open(f->path, O_RDONLY);
+	assert_int_equal(read(fd, whole, *full), (ssize_t)*full);
+	close(fd);
+	return whole;
+}
+
+/* The file is whole[0..cut) followed by zeros bytes of zeros. */
+static void write_cut(struct fixture *f, const char *whole, uint64_t cut, size_t zeros)
+{
+	static const char zero[4096];
+	int fd = open(f->path, O_WRONLY | O_TRUNC);
+
+	assert_int_equal(write(fd, whole, cut), (ssize_t)cut);
+	assert_true(zeros <= sizeof(zero));
+	assert_int_equal(write(fd, zero, zeros), (ssize_t)zeros);
+	close(fd);
+}
+
+/* What the torn record wrote: from good to its last non-zero byte before cut. */
+static uint64_t torn_written(const char *whole, uint64_t good, uint64_t cut)
+{
+	uint64_t written = cut;
+	while (written > good && whole[written - 1] == 0)
+		written--;
+	return written - good;
+}
+
+/* After a torn tail was read: the last record appended to j goes right after the intact
+ * ones, and a reopened journal reads all n with nothing torn. Closes j. */
+static void assert_append_after_intact(struct fixture *f, struct journal *j,
+				       const struct journal_record *rec, size_t n)
+{
+	struct collected c = {0};
+	uint64_t torn = 1;
+	char err[256];
+
+	append_records(j, &rec[n - 1], 1);
+	journal_close(j);
+	j = journal_open(f->path, err, sizeof(err));
+	assert_int_equal(journal_read(j, collect, &c, &torn), 0);
+	assert_int_equal(torn, 0);
+	assert_int_equal(c.n, n);
+	assert_record_equal(&rec[n - 1], &c.r[n - 1]);
+	collected_free(&c);
+	journal_close(j);
+}
+
 /* Cut the last record at every length: the first records survive, the rest is cut off, and
  * an append after that lands right after the last intact record. */
 static void test_torn_tail_every_length(void **state)
@@ -334,49 +397,24 @@ static void test_torn_tail_every_length(void **state)
 	struct journal_record rec[9];
 	struct store_attr attr;
 	char err[256];
+	uint64_t good, full;
 	size_t n = sample_records(rec, &attr);
-
-	struct journal *j = journal_open(f->path, err, sizeof(err));
-	assert_non_null(j);
-	append_records(j, rec, n - 1);
-	uint64_t good = journal_size(j);
-	append_records(j, &rec[n - 1], 1);
-	uint64_t full = journal_size(j);
-	journal_close(j);
-
-	char *whole = malloc(full);
-	int fd = open(f->path, O_RDONLY);
-	assert_int_equal(read(fd, whole, full), (ssize_t)full);
-	close(fd);
+	char *whole = journal_of(f, rec, n, &good, &full);
 
 	for (uint64_t cut = good; cut < full; cut++) {
 		struct collected c = {0};
 		uint64_t torn = 0;
-		fd = open(f->path, O_WRONLY | O_TRUNC);
-		assert_int_equal(write(fd, whole, cut), (ssize_t)cut);
-		close(fd);
-
-		j = journal_open(f->path, err, sizeof(err));
+		write_cut(f, whole, cut, 0);
+		struct journal *j = journal_open(f->path, err, sizeof(err));
 		assert_non_null(j);
 		assert_int_equal(journal_read(j, collect, &c, &torn), 0);
-		uint64_t written = cut; /* up to the torn record's last non-zero byte */
-		while (written > good && whole[written - 1] == 0)
-			written--;
+		uint64_t written = torn_written(whole, good, cut);
 		assert_int_equal(c.n, n - 1);
-		assert_int_equal(torn, written - good);
+		assert_int_equal(torn, written);
 		/* cut off; a prefix of zeros only is the zero tail, kept */
-		assert_int_equal(file_size(f->path), written > good ? good : cut);
+		assert_int_equal(file_size(f->path), written ? good : cut);
 		collected_free(&c);
-		append_records(j, &rec[n - 1], 1); /* a new last record after the intact ones */
-		journal_close(j);
-
-		j = journal_open(f->path, err, sizeof(err));
-		assert_int_equal(journal_read(j, collect, &c, &torn), 0);
-		assert_int_equal(torn, 0);
-		assert_int_equal(c.n, n);
-		assert_record_equal(&rec[n - 1], &c.r[n - 1]);
-		collected_free(&c);
-		journal_close(j);
+		assert_append_after_intact(f, j, rec, n);
 	}
 	free(whole);
 	store_attr_free(&attr);
@@ -390,45 +428,22 @@ static void test_torn_record_before_zeros(void **state)
 	struct fixture *f = *state;
 	struct journal_record rec[9];
 	struct store_attr attr;
-	char err[256], zeros[4096] = {0};
+	char err[256];
+	uint64_t good, full;
 	size_t n = sample_records(rec, &attr);
-
-	struct journal *j = journal_open(f->path, err, sizeof(err));
-	append_records(j, rec, n - 1);
-	uint64_t good = journal_size(j);
-	append_records(j, &rec[n - 1], 1);
-	uint64_t full = journal_size(j);
-	journal_close(j);
-	char *whole = malloc(full);
-	int fd = open(f->path, O_RDONLY);
-	assert_int_equal(read(fd, whole, full), (ssize_t)full);
-	close(fd);
+	char *whole = journal_of(f, rec, n, &good, &full);
 
 	for (uint64_t cut = good + 1; cut < full; cut += 7) {
 		struct collected c = {0};
 		uint64_t torn = 0;
-		fd = open(f->path, O_WRONLY | O_TRUNC);
-		assert_int_equal(write(fd, whole, cut), (ssize_t)cut);
-		assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
-		close(fd);
-		j = journal_open(f->path, err, sizeof(err));
+		write_cut(f, whole, cut, 4096);
+		struct journal *j = journal_open(f->path, err, sizeof(err));
 		assert_int_equal(journal_read(j, collect, &c, &torn), 0);
-		uint64_t written = cut; /* the torn record's bytes up to its last non-zero one */
-		while (written > good && whole[written - 1] == 0)
-			written--;
 		assert_int_equal(c.n, n - 1);
-		assert_int_equal(torn, written - good);
+		assert_int_equal(torn, torn_written(whole, good, cut));
 		assert_int_equal(journal_size(j), good);
 		collected_free(&c);
-		append_records(j, &rec[n - 1], 1);
-		journal_close(j);
-		j = journal_open(f->path, err, sizeof(err));
-		assert_int_equal(journal_read(j, collect, &c, &torn), 0);
-		assert_int_equal(torn, 0);
-		assert_int_equal(c.n, n);
-		assert_record_equal(&rec[n - 1], &c.r[n - 1]);
-		collected_free(&c);
-		journal_close(j);
+		assert_append_after_intact(f, j, rec, n);
 	}
 	free(whole);
 	store_attr_free(&attr);
