@@ -1079,6 +1079,28 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 			b->waiters--;
 			continue; /* present now, or absent again after an error: look again */
 		}
+		if (b->state == DC_ABSENT && b->consumed_by != 0 && b->consumed_by == f->stream) {
+			/* This stream read all of the block and let it go, so the kernel had
+			 * those pages and lost some (Linux 6.18 asks again for 4-280 KiB pieces,
+			 * tens of MiB behind the stream, under CPU load). Fetch exactly that,
+			 * not the block again. */
+			seg_end = dc_min(end, (i + 1) * bs);
+			if (i >= uncounted) {
+				dc->stats.misses++;
+				uncounted = i + 1;
+			}
+			dc->stats.kernel_rereads++;
+			pthread_mutex_unlock(&dc->lock);
+			br = dc_bypass(v, out + (pos - off), pos, seg_end - pos, &got);
+			pthread_mutex_lock(&dc->lock);
+			dc->stats.bytes_fetched += got;
+			if (br != 0) {
+				err = br;
+				break;
+			}
+			pos = seg_end;
+			continue;
+		}
 		if (b->state == DC_PRESENT) {
 			run_last = i;
 		} else {

@@ -89,6 +89,9 @@ struct data_cache_stats {
 	uint64_t bypass_reads;           /* reads (or parts) served without caching: no room */
 	uint64_t bytes_in_memory;        /* read-ahead buffers in use (block size each) */
 	uint64_t readahead_to_memory;    /* read-ahead blocks queued to go into memory */
+	uint64_t kernel_rereads;         /* reads (per block) of a block the stream had read
+					  * whole and let go: the kernel lost those pages, and
+					  * gets exactly what it asks, fetched around the cache */
 };
 void data_cache_get_stats(struct data_cache *dc, struct data_cache_stats *out);
 

@@ -475,6 +475,7 @@ static void mount_ctl_status(void *ud, struct ctl_status *w)
 		ctl_status_u64(w, "cache_bypass_reads", ds.bypass_reads);
 		ctl_status_u64(w, "cache_readahead_memory_bytes", ds.bytes_in_memory);
 		ctl_status_u64(w, "cache_readahead_to_memory", ds.readahead_to_memory);
+		ctl_status_u64(w, "cache_kernel_rereads", ds.kernel_rereads);
 	}
 	if (ms->mc) {
 		meta_cache_get_stats(ms->mc, &mcs);
@@ -566,14 +567,16 @@ static void mount_log_counters(struct mount_state *ms)
 		data_cache_get_stats(ms->dc, &ds);
 		log_notice("counters: data_cache bytes=%llu max_bytes=%llu hits=%llu misses=%llu "
 			   "bytes_fetched=%llu readahead_started=%llu readahead_cancelled=%llu "
-			   "evictions=%llu bypass_reads=%llu readahead_to_memory=%llu",
+			   "evictions=%llu bypass_reads=%llu readahead_to_memory=%llu "
+			   "kernel_rereads=%llu",
 			   (unsigned long long)ds.bytes_cached, (unsigned long long)ds.max_bytes,
 			   (unsigned long long)ds.hits, (unsigned long long)ds.misses,
 			   (unsigned long long)ds.bytes_fetched,
 			   (unsigned long long)ds.readahead_started,
 			   (unsigned long long)ds.readahead_cancelled,
 			   (unsigned long long)ds.evictions, (unsigned long long)ds.bypass_reads,
-			   (unsigned long long)ds.readahead_to_memory);
+			   (unsigned long long)ds.readahead_to_memory,
+			   (unsigned long long)ds.kernel_rereads);
 	}
 	if (ms->mc) {
 		struct meta_cache_stats mcs;

@@ -240,19 +240,16 @@ for kra in 4096 16384 65536; do
 	assert_eq "$(sed -n 's/^cache_readahead_cancelled=//p' <<<"$st")" 0 \
 		"kernel read-ahead $kra KiB: out-of-order requests cancelled no read-ahead"
 	fetched=$(proxy_stat bytes_to_client)
-	# Under load (an ASan build, about 1 run in 12) the kernel may still ask again for a
-	# few pages it had been given (a 32 KiB read inside a block read whole before): a hole
-	# in its page cache, not objfs's doing, and each costs a block fetched again. Allow 4
-	# blocks beside the 1 MiB of headers; a real regression fetched 8-14 MiB twice.
-	# KNOWN BUG at 64 MiB: with both cores busy (make check -j2 of the ASan build, or two
-	# `yes` loops) about 1 run in 3 fetches 3-23 MiB twice, at the session-5 code as well:
-	# blocks an 8 MiB read-ahead GET brought in early in the stream are fetched again as
-	# single 1 MiB GETs ~200 ms later. Until that is found, that case only checks that the
-	# object is not fetched again wholesale.
-	slack=5
-	((kra < 65536)) || slack=32
-	assert_le "$fetched" $(((size_mib + slack) << 20)) \
-		"kernel read-ahead $kra KiB: each byte fetched once, $((slack - 1)) blocks of slack ($fetched bytes for ${size_mib} MiB)"
+	# Under load (both cores busy: make check -j2 of the ASan build, or two `yes` loops) the
+	# kernel asks again, about 1 run in 3 at 64 MiB and 1 in 10 at 16 MiB, for 4-280 KiB
+	# pieces of blocks it had been given whole, tens of MiB behind the stream (seen on
+	# Linux 6.18, every reply a full 1 MiB). objfs fetches exactly those pieces
+	# (cache_kernel_rereads): it used to fetch each block again, 3-23 MiB in all. Allow
+	# 4 MiB beside the 1 MiB of headers.
+	rereads=$(sed -n 's/^cache_kernel_rereads=//p' <<<"$st")
+	echo "kernel read-ahead $kra KiB: $fetched bytes from the server, $rereads kernel re-reads"
+	assert_le "$fetched" $(((size_mib + 5) << 20)) \
+		"kernel read-ahead $kra KiB: each byte fetched once, 4 MiB of slack ($fetched bytes for ${size_mib} MiB)"
 	objfs_umount "$mp"
 done
 pass "unmounted cleanly after the out-of-order reads"

@@ -1242,6 +1242,54 @@ static void test_late_request_no_refetch(void **state)
 	assert_int_equal(s.bytes_in_memory, 0);
 }
 
+/* The kernel may ask again for a few pages of a block it was given whole (seen on Linux 6.18
+ * with a large read_ahead_kb: 4-280 KiB reads tens of MiB behind the stream). The block left
+ * memory when the reader passed it, so the cache fetches exactly what is asked, around the
+ * cache, not the whole block again. A read of such a block after a seek is a new stream's
+ * and is fetched and cached as usual. */
+static void test_kernel_reread_fetches_only_what_it_asks(void **state)
+{
+	struct fixture *fx = *state;
+	struct fake_object *o;
+	struct data_cache_file *f;
+	unsigned n = 128;
+	uint64_t before;
+
+	setup_memory(fx, 8 * BS, 4 * BS, 16 * BS);
+	start_cache(fx);
+	data_cache_set_kernel_read_ahead(fx->dc, 16 * BS); /* slack: 64 blocks */
+	o = fake_add(&fx->fs, "reread", "e", n * BS);
+	f = open_obj(fx, o);
+	for (unsigned b = 0; b < n; b++) {
+		read_check(f, o, (uint64_t)b * BS, BS);
+		usleep(2000); /* the workers take the read-ahead before the reader comes */
+	}
+	struct data_cache_stats s = stats(fx);
+	assert_int_equal(s.bytes_fetched, o->size);
+	/* the blocks re-read below came through memory */
+	for (unsigned i = 0; i < fx->fs.n_calls; i++) {
+		const struct fake_call *c = &fx->fs.calls[i];
+		for (uint64_t b = c->off / BS; b * BS < c->off + c->len; b++)
+			if (b == 70 || b == 80 || b == 99 || b == 100)
+				assert_true(c->iov);
+	}
+	before = s.bytes_fetched;
+	read_check(f, o, 70 * BS + 8192, 4096);
+	read_check(f, o, 80 * BS + 12288, 20480);
+	read_check(f, o, 100 * BS - 4096, 8192); /* across two blocks */
+	s = stats(fx);
+	assert_int_equal(s.bytes_fetched - before, 4096 + 20480 + 8192);
+	assert_int_equal(s.kernel_rereads, 4);
+	assert_int_equal(s.readahead_cancelled, 0);
+
+	/* a seek (beyond the slack) makes a new stream: its read is fetched whole and cached */
+	read_check(f, o, 10 * BS + 100, 100);
+	s = stats(fx);
+	assert_int_equal(s.bytes_fetched - before, 4096 + 20480 + 8192 + BS);
+	assert_int_equal(s.kernel_rereads, 4);
+	data_cache_close(f);
+}
+
 /* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
  * memory back. */
 static void test_memory_readahead_cancelled_on_seek(void **state)
@@ -1448,6 +1496,7 @@ int main(void)
 		T(test_far_ahead_request_file),
 		T(test_far_ahead_request_memory),
 		T(test_late_request_no_refetch),
+		T(test_kernel_reread_fetches_only_what_it_asks),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
