@@ -1181,54 +1181,6 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 	return err ? -(ssize_t)err : (ssize_t)len;
 }
 
-ssize_t data_cache_read_alloc(struct data_cache_file *f, size_t len, uint64_t off, char **bufp)
-{
-	struct data_cache *dc = f->dc;
-	struct dc_version *v = f->v;
-	ssize_t n;
-
-	*bufp = NULL;
-	pthread_mutex_lock(&dc->lock);
-	if (len == 0 || off >= v->size) {
-		pthread_mutex_unlock(&dc->lock);
-		return 0;
-	}
-	if (len > v->size - off)
-		len = (size_t)(v->size - off);
-	if (off % dc->block_size == 0) {
-		uint64_t i = off / dc->block_size;
-		struct dc_block *b = &v->blocks[i];
-
-		if (len == dc_block_len(dc, v, i) && b->state == DC_PRESENT && b->mem &&
-		    b->pins == 0 && b->copied == 0) {
-			/* b is in the reader's window now, so it stays in memory */
-			dc_track_stream(f, off, len);
-			DC_CHECK(dc);
-			if (b->state == DC_PRESENT && b->mem) {
-				dc->stats.hits++;
-				dc_list_remove(&v->mem_head, NULL, b);
-				*bufp = b->mem;
-				b->mem = NULL;
-				b->copied = 0;
-				b->state = DC_ABSENT;
-				b->consumed_by = f->stream;
-				dc->mem_bytes -= dc->block_size; /* it is the caller's now */
-				pthread_mutex_unlock(&dc->lock);
-				return (ssize_t)len;
-			}
-		}
-	}
-	pthread_mutex_unlock(&dc->lock);
-	if (!(*bufp = malloc(len)))
-		return -ENOMEM;
-	n = data_cache_read(f, *bufp, len, off);
-	if (n <= 0) {
-		free(*bufp);
-		*bufp = NULL;
-	}
-	return n;
-}
-
 struct data_cache_file *data_cache_open(struct data_cache *dc, struct store *st, const char *key,
 					const char *etag, uint64_t size, int *err)
 {

@@ -65,11 +65,6 @@ struct data_cache_file *data_cache_open(struct data_cache *dc, struct store *st,
  * Failures are never cached: the next read asks the store again. A handle may be read
  * from several threads at once. */
 ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64_t off);
-/* data_cache_read into a buffer of the cache's choosing, which the caller frees: a read
- * of exactly one whole block that read-ahead holds in memory gets that block's buffer
- * itself, not a copy (the block leaves memory, as it does once its reader is past it);
- * any other read a new buffer. *bufp is NULL after an error or at EOF. */
-ssize_t data_cache_read_alloc(struct data_cache_file *f, size_t len, uint64_t off, char **bufp);
 /* Close: cancels this handle's read-ahead that no other handle needs. When it was the last
  * handle on its object version, returns only after every store call for that version has
  * returned (cancelled ones return promptly), so the store may then be destroyed. */

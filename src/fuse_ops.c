@@ -1659,35 +1659,22 @@ static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
 	return h->dcf ? 0 : rv ? rv : EIO;
 }
 
-/* Read size bytes at off of h into *bufp, or, when *bufp is NULL, into a buffer it returns
- * there (the data cache's own block buffer when it can: no copy), which the caller frees.
- * Returns the bytes read or -errno. */
-static int fo_read_data(struct fuse_ops_fs *fs, struct fo_handle *h, char **bufp, size_t size,
-			off_t off)
+static int fo_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	bool own = *bufp == NULL;
+	struct fuse_ops_fs *fs = fo_fs();
+	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
 	struct data_cache_file *f;
 	bool renamed;
 	ssize_t n;
 	int rv;
 
-	if (!h->sf && h->spool_fd < 0 && h->dcf_lock_ready && own) {
-		pthread_rwlock_rdlock(&h->dcf_lock);
-		f = h->dcf;
-		renamed = h->read_key != NULL;
-		n = f ? data_cache_read_alloc(f, size, (uint64_t)off, bufp) : -EIO;
-		pthread_rwlock_unlock(&h->dcf_lock);
-		goto reopen;
-	}
-	if (own && !(*bufp = malloc(size ? size : 1)))
-		return -ENOMEM;
 	if (h->sf) {
-		n = staging_read(h->sf, *bufp, size, (uint64_t)off);
+		n = staging_read(h->sf, buf, size, (uint64_t)off);
 		if (n != -EAGAIN)
 			return (int)n;
 	}
 	if (h->spool_fd >= 0) {
-		n = pread(h->spool_fd, *bufp, size, off);
+		n = pread(h->spool_fd, buf, size, off);
 		return n < 0 ? -errno : (int)n;
 	}
 	if (!h->dcf_lock_ready)
@@ -1695,19 +1682,16 @@ static int fo_read_data(struct fuse_ops_fs *fs, struct fo_handle *h, char **bufp
 	pthread_rwlock_rdlock(&h->dcf_lock);
 	f = h->dcf;
 	renamed = h->read_key != NULL;
-	n = f ? data_cache_read(f, *bufp, size, (uint64_t)off) : -EIO;
+	n = f ? data_cache_read(f, buf, size, (uint64_t)off) : -EIO;
 	pthread_rwlock_unlock(&h->dcf_lock);
-reopen:
 	if (n == -ESTALE || (n == -ENOENT && renamed)) {
-		if (own && !*bufp && !(*bufp = malloc(size ? size : 1)))
-			return -ENOMEM;
 		pthread_rwlock_wrlock(&h->dcf_lock);
 		rv = fo_read_reopen(fs, h, f, (int)-n);
 		pthread_rwlock_unlock(&h->dcf_lock);
 		if (rv)
 			return -fo_store_errno(rv);
 		pthread_rwlock_rdlock(&h->dcf_lock);
-		n = h->dcf ? data_cache_read(h->dcf, *bufp, size, (uint64_t)off) : -EIO;
+		n = h->dcf ? data_cache_read(h->dcf, buf, size, (uint64_t)off) : -EIO;
 		pthread_rwlock_unlock(&h->dcf_lock);
 	}
 	if (n < 0) {
@@ -1715,37 +1699,6 @@ reopen:
 		return -fo_store_errno((int)-n);
 	}
 	return (int)n;
-}
-
-static int fo_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
-{
-	(void)path;
-	return fo_read_data(fo_fs(), (struct fo_handle *)(uintptr_t)fi->fh, &buf, size, off);
-}
-
-/* The kernel's read gets the data cache's read-ahead buffer itself where it can: libfuse
- * writes the reply straight from it and frees it, where fo_read would copy it into a buffer
- * of libfuse's. */
-static int fo_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	struct fuse_bufvec *bv = malloc(sizeof(*bv));
-	char *mem = NULL;
-	int n;
-
-	(void)path;
-	if (!bv)
-		return -ENOMEM;
-	n = fo_read_data(fo_fs(), (struct fo_handle *)(uintptr_t)fi->fh, &mem, size, off);
-	if (n < 0) {
-		free(mem);
-		free(bv);
-		return n;
-	}
-	*bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n);
-	bv->buf[0].mem = mem;
-	*bufp = bv;
-	return 0;
 }
 
 /* Early upload of a file written by appends (sync_stream_*), started at multipart_threshold. */
@@ -2408,7 +2361,6 @@ static const struct fuse_operations fo_table = {
 	.open = fo_open,
 	.create = fo_create,
 	.read = fo_read,
-	.read_buf = fo_read_buf,
 	.write = fo_write,
 	.statfs = fo_statfs,
 	.flush = fo_flush,

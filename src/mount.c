@@ -18,7 +18,6 @@
 #include <fuse.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -53,8 +52,6 @@
 #define MOUNT_ERR_LEN 512
 #define MOUNT_META_ENTRIES 100000
 #define MOUNT_WAIT_LOG_S 10 /* mount_wait: one "retrying" line this often */
-#define MOUNT_MMAP_MAX (32 << 20)        /* glibc's largest M_MMAP_THRESHOLD on 64 bits */
-#define MOUNT_TRIM_THRESHOLD (64 << 20)  /* free heap kept: the read-ahead buffers */
 
 struct mount_state {
 	struct objfs_opts *o;
@@ -816,13 +813,6 @@ static int mount_start(struct mount_state *ms, char *err, size_t errlen)
 		mount_errf(err, errlen, "out of memory");
 		return ENOMEM;
 	}
-	/* Read-ahead buffers (a block each) go out with the kernel's read replies, libfuse frees
-	 * them, and new ones are allocated for the next read-ahead (fuse_ops.c: fo_read_buf).
-	 * Keep glibc from giving that memory back to the system only to fault it in again,
-	 * which cost a tenth of the daemon's CPU in a sequential read. */
-	mallopt(M_MMAP_THRESHOLD, (int)(o->block_size * 4 < MOUNT_MMAP_MAX ? o->block_size * 4
-									 : MOUNT_MMAP_MAX));
-	mallopt(M_TRIM_THRESHOLD, MOUNT_TRIM_THRESHOLD);
 	dcc.dir = ms->cache_dir;
 	dcc.max_bytes = o->cache_size;
 	dcc.block_size = o->block_size;

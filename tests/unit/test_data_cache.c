@@ -1290,52 +1290,6 @@ static void test_kernel_reread_fetches_only_what_it_asks(void **state)
 	data_cache_close(f);
 }
 
-/* data_cache_read_alloc hands a read of exactly one block read ahead into memory that
- * block's own buffer (no copy; the block leaves memory and the bound), and any other read a
- * fresh buffer with the same bytes. A later request for a block handed out is the kernel
- * asking again (above). */
-static void test_read_alloc_takes_memory_blocks(void **state)
-{
-	struct fixture *fx = *state;
-	struct fake_object *o;
-	struct data_cache_file *f;
-	unsigned n = 32, taken = 0;
-	char *buf;
-	ssize_t r;
-
-	setup_memory(fx, 8 * BS, 4 * BS, 16 * BS);
-	start_cache(fx);
-	o = fake_add(&fx->fs, "alloc", "e", n * BS - 100); /* a short last block */
-	f = open_obj(fx, o);
-	for (unsigned b = 0; b < n; b++) {
-		uint64_t want = b + 1 < n ? BS : BS - 100;
-		uint64_t mem = stats(fx).bytes_in_memory;
-
-		r = data_cache_read_alloc(f, BS, (uint64_t)b * BS, &buf);
-		assert_int_equal(r, want);
-		assert_non_null(buf);
-		assert_memory_equal(buf, o->data + (uint64_t)b * BS, want);
-		if (stats(fx).bytes_in_memory + BS == mem)
-			taken++; /* its buffer left the cache with the read */
-		free(buf);
-		usleep(2000); /* the workers take the read-ahead before the reader comes */
-	}
-	assert_true(taken >= n - 8);
-	assert_true(stats(fx).bytes_in_memory <= 16 * BS);
-	assert_int_equal(stats(fx).bytes_fetched, o->size);
-
-	/* not one whole block: a copy, as data_cache_read gives */
-	r = data_cache_read_alloc(f, 100, 3 * BS + 5, &buf);
-	assert_int_equal(r, 100);
-	assert_memory_equal(buf, o->data + 3 * BS + 5, 100);
-	free(buf);
-	r = data_cache_read_alloc(f, BS, o->size, &buf); /* at EOF */
-	assert_int_equal(r, 0);
-	assert_null(buf);
-	data_cache_close(f);
-	assert_int_equal(stats(fx).bytes_in_memory, 0);
-}
-
 /* Seeking away cancels read-ahead into memory like read-ahead into the file, and gives its
  * memory back. */
 static void test_memory_readahead_cancelled_on_seek(void **state)
@@ -1543,7 +1497,6 @@ int main(void)
 		T(test_far_ahead_request_memory),
 		T(test_late_request_no_refetch),
 		T(test_kernel_reread_fetches_only_what_it_asks),
-		T(test_read_alloc_takes_memory_blocks),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
