@@ -257,7 +257,9 @@ run_fs() { # FS
 		if [[ $fs == objfs ]]; then
 			"$OBJFS_BIN" sync "$MP" || fail "objfs sync failed"
 			synced=$(since "$t")
-			local n; n=$(server_count "sf-$fs/"); ((n >= SF_N)) || fail "objfs sync returned with $n of $SF_N files at the server"
+			local n
+			n=$(server_count "sf-$fs/")
+			((n >= SF_N)) || fail "objfs sync returned with $n of $SF_N objects at the server"
 		fi
 		while (($(server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
 		record "$fs" smallfiles_synced "${synced:-$(since "$t")}" s
