@@ -194,6 +194,7 @@ struct store_s3_check_answer {
 	const char *body;          /* the response body (S3 error XML or anything); may be NULL */
 	size_t body_len;
 	const char *bucket_region; /* the x-amz-bucket-region header; NULL when absent */
+	bool session_token;        /* the request carried a session token */
 };
 /* The one line check() gives for such an answer: which credential is wrong, a missing
  * bucket, "bucket 'b' is in region 'r', not ...: add -o region=r" for a bucket in another

@@ -1267,8 +1267,12 @@ void store_s3_check_message(const struct store_s3_check_answer *a, char *out, si
 		hint = "the server does not know this access key; check the credentials";
 	else if (strcmp(code, "SignatureDoesNotMatch") == 0)
 		hint = "the secret key is wrong for this access key; check the credentials";
-	else if (strcmp(code, "AccessDenied") == 0)
+	else if (strcmp(code, "AccessDenied") == 0 && a->session_token)
 		hint = "the credentials work but may not list this bucket; check its policy";
+	else if (strcmp(code, "AccessDenied") == 0)
+		hint = "the credentials may not list this bucket (check its policy), or they are "
+		       "incomplete: temporary keys need their session token (AWS_SESSION_TOKEN, "
+		       "aws_session_token)";
 	else if (strcmp(code, "NoSuchBucket") == 0 || (status == 404 && !code[0]))
 		hint = "the bucket does not exist; create it or check the name";
 	else if (strcmp(code, "RequestTimeTooSkewed") == 0)
@@ -1277,6 +1281,9 @@ void store_s3_check_message(const struct store_s3_check_answer *a, char *out, si
 		hint = "the session token has expired or is invalid; get new credentials";
 	else if (strcmp(code, "InvalidBucketName") == 0)
 		hint = "the bucket name is not valid";
+	else if (a->session_token && (status == 400 || status == 403) &&
+		 (strcmp(code, "InvalidArgument") == 0 || strcmp(code, "InvalidClientTokenId") == 0))
+		hint = "the session token was refused; check it or get new credentials";
 	/* S3 names the bucket's region in <Region> (AuthorizationHeaderMalformed, some
 	 * PermanentRedirects) or in x-amz-bucket-region (every 301 of a bucket) */
 	if (region && region[0] && strcmp(region, a->region) != 0 &&
@@ -1308,7 +1315,7 @@ void store_s3_check_message(const struct store_s3_check_answer *a, char *out, si
 static int s3_check(struct store *st, char *out, size_t outlen)
 {
 	struct store_s3 *s3 = s3_of(st);
-	struct store_s3_check_answer answer;
+	struct store_s3_check_answer answer = {0};
 	struct s3_call c;
 	char *query = NULL, *eprefix = NULL;
 	const char *body;
@@ -1368,6 +1375,9 @@ static int s3_check(struct store *st, char *out, size_t outlen)
 	answer.status = status;
 	answer.body = http_request_body(c.req, &answer.body_len);
 	answer.bucket_region = http_request_response_header(c.req, "x-amz-bucket-region");
+	pthread_mutex_lock(&s3->cred_lock);
+	answer.session_token = s3->session_token != NULL;
+	pthread_mutex_unlock(&s3->cred_lock);
 	store_s3_check_message(&answer, out, outlen);
 done:
 	s3_call_free(&c);

@@ -129,6 +129,43 @@ static void test_redirect_without_region(void **state)
 	assert_has(out, "set dest_region= or endpoint=");
 }
 
+/* Temporary credentials: AccessDenied without a token may be a temporary key that lost its
+ * token (RGW answers so; AWS says InvalidAccessKeyId), and a token the server cannot read
+ * (RGW: 400 InvalidArgument) is named. */
+static void test_session_token_hints(void **state)
+{
+	struct store_s3_check_answer a = {0};
+	const char *denied = "<Error><Code>AccessDenied</Code><Message></Message></Error>";
+	const char *invalid = "<Error><Code>InvalidArgument</Code><Message></Message></Error>";
+	char out[512];
+
+	(void)state;
+	a.bucket = "photos";
+	a.endpoint = EP;
+	a.region = "us-east-1";
+	a.status = 403;
+	a.body = denied;
+	a.body_len = strlen(denied);
+	store_s3_check_message(&a, out, sizeof(out));
+	assert_has(out, "AccessDenied");
+	assert_has(out, "check its policy");
+	assert_has(out, "temporary keys need their session token");
+	a.session_token = true;
+	store_s3_check_message(&a, out, sizeof(out));
+	assert_has(out, "check its policy");
+	assert_lacks(out, "temporary keys need");
+
+	a.status = 400;
+	a.body = invalid;
+	a.body_len = strlen(invalid);
+	store_s3_check_message(&a, out, sizeof(out));
+	assert_has(out, "InvalidArgument");
+	assert_has(out, "the session token was refused");
+	a.session_token = false;
+	store_s3_check_message(&a, out, sizeof(out));
+	assert_lacks(out, "session token");
+}
+
 static void test_other_failures(void **state)
 {
 	char out[512];
@@ -172,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_region),
 		cmocka_unit_test(test_redirect_without_region),
 		cmocka_unit_test(test_other_failures),
+		cmocka_unit_test(test_session_token_hints),
 		cmocka_unit_test(test_short_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
