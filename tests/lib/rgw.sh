@@ -157,6 +157,9 @@ rgw enable usage log = false
 rgw thread pool size = 128
 # virtual-host-style requests (mount_vhost.sh): BUCKET.localhost is the bucket's host
 rgw dns name = localhost
+# temporary credentials (mount_session.sh): GetSessionToken, and requests signed with them
+rgw s3 auth use sts = true
+rgw sts key = objfstestststkey
 CONF
 }
 
