@@ -4,7 +4,7 @@
 # (x-amz-security-token), from the environment (AWS_SESSION_TOKEN) and from a shared
 # credentials file (aws_session_token), and never logs it.
 #
-# The test RGW runs with STS on (rgw.sh: rgw s3 auth use sts); the test user gets a policy
+# This test's RGW runs with STS on (rgw.sh, RGW_STS=1); the test user gets a policy
 # allowing sts:GetSessionToken (Ceph's requirement, through its IAM API) and asks for a
 # 15-minute session. With it:
 #   - a mount lists and reads an object put out of band, and files written through it
@@ -22,7 +22,7 @@ harness_init mount_session
 harness_need_fuse
 harness_need s3cmd curl python3
 [[ -z ${OBJFS_TEST_ENDPOINT:-} ]] || skip "needs the private RGW (STS is configured by rgw.sh)"
-harness_start_s3
+RGW_STS=1 harness_start_s3
 bucket=$(harness_unique session)
 harness_mkbucket "$bucket"
 

@@ -25,7 +25,8 @@
 #   rgw.sh status STATEDIR          print the daemons and whether they run; exit 1 if any is down
 #
 # env: RGW_MEMSTORE_BYTES (default 3 GiB), RGW_PORT_RANGE (default 61000-65499, above Linux's
-# default ephemeral range so outgoing connections do not take our ports).
+# default ephemeral range so outgoing connections do not take our ports), RGW_STS=1 (STS on:
+# GetSessionToken and requests signed with temporary credentials).
 # Needs: ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool curl python3 (openssl for --https).
 set -euo pipefail
 
@@ -157,10 +158,12 @@ rgw enable usage log = false
 rgw thread pool size = 128
 # virtual-host-style requests (mount_vhost.sh): BUCKET.localhost is the bucket's host
 rgw dns name = localhost
-# temporary credentials (mount_session.sh): GetSessionToken, and requests signed with them
-rgw s3 auth use sts = true
-rgw sts key = objfstestststkey
 CONF
+	# Temporary credentials (mount_session.sh): GetSessionToken, and requests signed with
+	# them. Only on request: with STS on, RGW answers a wrong secret key with AccessDenied
+	# instead of SignatureDoesNotMatch, which AWS and the bad-input tests expect.
+	[[ ${RGW_STS:-0} != 1 ]] || printf '%s\n' "rgw s3 auth use sts = true" \
+		"rgw sts key = objfstestststkey" >>"$d/ceph.conf"
 }
 
 # make_tls DIR: a CA and a server certificate for 127.0.0.1 / localhost signed by it
