@@ -10,7 +10,9 @@
 #   - a mount lists and reads an object put out of band, and files written through it
 #     (one of them multipart) arrive at the server byte for byte (checked with the user's
 #     permanent keys, s3cmd);
-#   - the same through a credentials file's profile;
+#   - the same through a credentials file's profile, and then rotated: a new session written
+#     into the file and SIGHUP (a damaged token re-read so makes reads fail, which shows the
+#     mount uses what it re-reads; the right one makes reads and writes work again);
 #   - the temporary keys without their token, or with a damaged token, fail the mount with
 #     one line that names the session token, and leave nothing mounted;
 #   - neither the token nor the temporary secret appears in any objfs log or message.
@@ -34,9 +36,19 @@ curl -sSf --aws-sigv4 "aws:amz:$S3_REGION:iam" --user "$AWS_ACCESS_KEY_ID:$AWS_S
 	--data-urlencode "Action=PutUserPolicy" --data-urlencode "PolicyName=objfs-sts" \
 	--data-urlencode "UserName=objfs-test" --data-urlencode "PolicyDocument=$policy" \
 	"$S3_ENDPOINT/" >/dev/null || fail "PutUserPolicy failed"
-curl -sSf --aws-sigv4 "aws:amz:$S3_REGION:sts" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-	-d "Action=GetSessionToken&Version=2011-06-15&DurationSeconds=900" \
-	"$S3_ENDPOINT/" >"$HARNESS_DIR/session.xml" || fail "GetSessionToken failed"
+# new_session: GetSessionToken into tmp_ak, tmp_sk, tmp_tok
+new_session() {
+	curl -sSf --aws-sigv4 "aws:amz:$S3_REGION:sts" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-d "Action=GetSessionToken&Version=2011-06-15&DurationSeconds=900" \
+		"$S3_ENDPOINT/" >"$HARNESS_DIR/session.xml" || fail "GetSessionToken failed"
+	tmp_ak=$(field AccessKeyId)
+	tmp_sk=$(field SecretAccessKey)
+	tmp_tok=$(field SessionToken)
+	[[ -n $tmp_ak && -n $tmp_sk && ${#tmp_tok} -gt 40 ]] ||
+		fail "no credentials in the answer: $(cat "$HARNESS_DIR/session.xml")"
+	[[ $tmp_ak != "$AWS_ACCESS_KEY_ID" ]] || fail "the session's access key is the permanent one"
+	secrets+=("$tmp_tok" "$tmp_sk")
+}
 # field NAME: one element of the GetSessionToken answer
 field() {
 	python3 -c '
@@ -46,11 +58,8 @@ for e in ET.parse(sys.argv[1]).iter():
         print(e.text)
         break' "$HARNESS_DIR/session.xml" "$1"
 }
-tmp_ak=$(field AccessKeyId)
-tmp_sk=$(field SecretAccessKey)
-tmp_tok=$(field SessionToken)
-[[ -n $tmp_ak && -n $tmp_sk && ${#tmp_tok} -gt 40 ]] || fail "no credentials in the answer: $(cat "$HARNESS_DIR/session.xml")"
-[[ $tmp_ak != "$AWS_ACCESS_KEY_ID" ]] || fail "the session's access key is the permanent one"
+secrets=()
+new_session
 pass "GetSessionToken gave temporary credentials (${#tmp_tok}-byte token)"
 
 printf 'seeded out of band\n' >"$HARNESS_DIR/seed"
@@ -91,15 +100,61 @@ logs=("$OBJFS_LOG")
 
 # the same from a shared credentials file
 credfile=$HARNESS_DIR/aws-credentials
-(
-	umask 077
-	printf '[other]\naws_access_key_id = NOSUCHKEY\naws_secret_access_key = nosuchsecret\n\n' >"$credfile"
-	printf '[temp]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n' \
-		"$tmp_ak" "$tmp_sk" "$tmp_tok" >>"$credfile"
-)
+# write_credfile TOKEN: the [temp] profile with the current session's keys and TOKEN
+write_credfile() {
+	(
+		umask 077
+		printf '[other]\naws_access_key_id = NOSUCHKEY\naws_secret_access_key = nosuchsecret\n\n' >"$credfile.new"
+		printf '[temp]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n' \
+			"$tmp_ak" "$tmp_sk" "$1" >>"$credfile.new"
+	)
+	mv "$credfile.new" "$credfile"
+}
+write_credfile "$tmp_tok"
 # (profile= skips the environment, which holds the permanent keys and no token)
 AWS_SHARED_CREDENTIALS_FILE=$credfile objfs_mount "s3://$bucket" "$mp" "profile=temp,multipart_threshold=8M,part_size=5M"
 check_mount "credentials file" file
+
+# Rotation, as temporary credentials need before they expire: a new session in the file and
+# SIGHUP. A damaged token re-read on SIGHUP makes reads of uncached objects fail, so the
+# mount does use what it re-reads; the right one back, and reads and writes work again.
+# wait_reread N: the log shows N credential re-reads
+wait_reread() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		(($(grep -c 'credentials re-read' "$OBJFS_LOG") >= $1)) && return 0
+		sleep 0.1
+	done
+	fail "no credential re-read #$1 in the log: $(tail -3 "$OBJFS_LOG")"
+}
+for n in 1 2 3; do
+	printf 'uncached %s\n' "$n" >"$HARNESS_DIR/u$n"
+	s3c put --no-progress "$HARNESS_DIR/u$n" "s3://$bucket/rot/u$n.txt" >/dev/null ||
+		fail "s3cmd upload failed"
+done
+new_session
+write_credfile "x${tmp_tok:1}"
+kill -HUP "$OBJFS_PID"
+wait_reread 1
+if out=$(cat "$mp/rot/u1.txt" 2>&1); then
+	fail "an uncached object reads with a damaged token re-read on SIGHUP: '$out'"
+fi
+[[ $out == *"Permission denied"* || $out == *"Input/output error"* ]] ||
+	fail "reading with a damaged token: expected EACCES or EIO, got '$out'"
+pass "a damaged token re-read on SIGHUP is used: an uncached read fails (${out##*: })"
+write_credfile "$tmp_tok"
+kill -HUP "$OBJFS_PID"
+wait_reread 2
+assert_eq "$(cat "$mp/rot/u2.txt")" "uncached 2" "a new session re-read on SIGHUP: an uncached object reads"
+assert_eq "$(cat "$mp/rot/u1.txt")" "uncached 1" "and so does the one that failed"
+head -c 3000000 /dev/urandom >"$HARNESS_DIR/rotated"
+cp "$HARNESS_DIR/rotated" "$mp/file/rotated"
+"$OBJFS_BIN" sync "$mp" >/dev/null || fail "objfs sync after the rotation failed"
+rm -f "$HARNESS_DIR/got"
+s3c get --no-progress "s3://$bucket/file/rotated" "$HARNESS_DIR/got" >/dev/null ||
+	fail "file/rotated is not at the server"
+cmp -s "$HARNESS_DIR/rotated" "$HARNESS_DIR/got" || fail "file/rotated differs at the server"
+pass "a file written after the rotation is at the server, byte for byte"
 objfs_umount "$mp"
 logs+=("$OBJFS_LOG")
 
@@ -126,7 +181,9 @@ expect_fail "a damaged token" "(InvalidArgument|InvalidToken|InvalidClientTokenI
 	AWS_ACCESS_KEY_ID="$tmp_ak" AWS_SECRET_ACCESS_KEY="$tmp_sk" AWS_SESSION_TOKEN="x${tmp_tok:1}"
 
 for f in "${logs[@]}"; do
-	! grep -qF -- "$tmp_tok" "$f" || fail "the session token is in $f"
-	! grep -qF -- "$tmp_sk" "$f" || fail "the temporary secret key is in $f"
+	for x in "${secrets[@]}"; do
+		! grep -qF -- "$x" "$f" || fail "a session token or temporary secret is in $f"
+		! grep -qF -- "${x:1}" "$f" || fail "a damaged session token is in $f"
+	done
 done
-pass "neither the token nor the temporary secret is in any log or message (${#logs[@]} files)"
+pass "no token or temporary secret is in any log or message (${#logs[@]} files, ${#secrets[@]} secrets)"
