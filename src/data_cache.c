@@ -25,7 +25,8 @@
  * a write to and a read from the cache file, which are most of the CPU a sequential read
  * costs; the kernel's page cache keeps what was read. Every block a reader fetches itself
  * goes to the file, and so does read-ahead that finds no memory while its reader has none
- * ahead (a reader with memory ahead waits for its own to be freed).
+ * ahead (a reader with memory ahead waits for its own to be freed). Streams read side by
+ * side share the memory evenly (n_sequential), each in GETs of up to half its share.
  *
  * The cache is not persistent: nothing records across mounts which blocks of a file hold
  * valid data, so data_cache_create empties cache_dir/data and destroy removes the files.
@@ -159,6 +160,8 @@ struct data_cache {
 	uint64_t mem_behind;         /* blocks (DC_MEM_BEHIND_BYTES) */
 	void *mem_pool;              /* unused buffers, each holding the next one's address */
 	uint64_t name_seq;
+	unsigned n_sequential; /* open handles whose reads are sequential: read-ahead memory is
+				* shared among them */
 	uint16_t stream_seq;
 	bool stopping;
 	bool punch_warned;
@@ -786,8 +789,16 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 {
 	struct data_cache *dc = f->dc;
 	struct dc_version *v = f->v;
-	uint64_t to = f->win_hi;
+	uint64_t to = f->win_hi, chunk = dc->run_blocks;
+	/* this stream's share of the read-ahead memory, in blocks: it may fill that much and
+	 * then waits for its own to be read, so that streams read side by side all read ahead
+	 * into memory; in chunks of half of it, so that two GETs of a stream overlap */
+	uint64_t share = dc->mem_max / dc->block_size / (dc->n_sequential > 1 ? dc->n_sequential : 1);
 	bool to_mem = false;
+
+	/* what it keeps behind for the kernel's late requests, and the block it reads, are part
+	 * of its share */
+	share = share > dc->mem_behind + 2 ? share - dc->mem_behind - 1 : 1;
 
 	/* Queue whole chunks: while the reader moves on block by block, wait until a chunk of
 	 * the window is absent, so that a worker takes it in one GET, not a GET a block. A
@@ -796,7 +807,9 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 	 * kernel already has. */
 	while (from < to && !dc_to_read_ahead(&v->blocks[from], f))
 		from++;
-	if (to - from < dc->run_blocks && to < v->nblocks)
+	if (dc->n_sequential > 1 && v->st->ops->get_iov && dc->mem_max && share / 2 < chunk)
+		chunk = share / 2 ? share / 2 : 1;
+	if (to - from < chunk && to < v->nblocks)
 		return;
 	for (uint64_t i = from; i < to && !dc->stopping; i++) {
 		struct dc_block *b = &v->blocks[i];
@@ -804,16 +817,19 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 		struct dc_job *j;
 
 		/* A chunk goes into memory when there is room for all of it (one GET fills one
-		 * or the other). When there is not, and this reader has a chunk in memory ahead
-		 * already, wait: it gives memory back as it reads. Else into the file. */
-		if ((i - from) % dc->run_blocks == 0 && v->st->ops->get_iov && dc->mem_max) {
-			uint64_t need = dc_min(dc->run_blocks, to - i) * dc->block_size;
+		 * or the other) and, with several streams, within this one's share. When it
+		 * does not, and this reader has a chunk in memory ahead already, wait: it gives
+		 * memory back as it reads. Else into the file. */
+		if ((i - from) % chunk == 0 && v->st->ops->get_iov && dc->mem_max) {
+			uint64_t need = dc_min(chunk, to - i) * dc->block_size;
+			uint64_t ahead = dc_mem_ahead(f);
 			/* short: what its readers have passed, keeping the 2 blocks behind that
 			 * the kernel's out-of-order requests may still want */
 			if (dc->mem_bytes + need > dc->mem_max)
 				dc_mem_drop_behind(dc, v, 2);
-			to_mem = dc->mem_bytes + need <= dc->mem_max;
-			if (!to_mem && dc_mem_ahead(f) >= dc->run_blocks)
+			to_mem = dc->mem_bytes + need <= dc->mem_max &&
+				 (dc->n_sequential <= 1 || (ahead + chunk <= share));
+			if (!to_mem && ahead >= chunk)
 				return;
 		}
 		if (!dc_to_read_ahead(b, f))
@@ -858,10 +874,13 @@ static void dc_track_stream(struct data_cache_file *f, uint64_t off, uint64_t le
 	uint64_t bs = dc->block_size, end = off + len, lo;
 	bool near = f->has_read && off <= f->next_off + dc->slack && off + dc->slack >= f->next_off;
 
-	if (f->has_read && off == f->next_off)
+	if (f->has_read && off == f->next_off && !f->sequential) {
 		f->sequential = true;
-	else if (!near)
+		dc->n_sequential++;
+	} else if (!near && f->sequential) {
 		f->sequential = false;
+		dc->n_sequential--;
+	}
 	if (!near) {
 		f->lag = 0;
 		if (++dc->stream_seq == 0)
@@ -1243,6 +1262,8 @@ void data_cache_close(struct data_cache_file *f)
 		v->handles = f->next;
 	if (f->next)
 		f->next->prev = f->prev;
+	if (f->sequential)
+		dc->n_sequential--;
 	dc_cancel_unwanted(dc, v);
 	/* The last reader: wait for the cancelled fetches to come back, so that no store call
 	 * for this version outlives the close. f still counts in n_open, which keeps v. */
@@ -1424,7 +1445,10 @@ struct data_cache *data_cache_create(const struct data_cache_config *cfg, char *
 	dc->max_bytes = cfg->max_bytes;
 	dc->read_ahead = cfg->read_ahead;
 	dc->mem_max = cfg->read_ahead ? cfg->read_ahead_mem : 0;
+	/* at most an eighth of the memory (small blocks and little memory), at least 2 */
 	dc->mem_behind = DC_MEM_BEHIND_BYTES / dc->block_size;
+	if (dc->mem_behind > dc->mem_max / dc->block_size / 8)
+		dc->mem_behind = dc->mem_max / dc->block_size / 8;
 	if (dc->mem_behind < 2)
 		dc->mem_behind = 2;
 	dc_set_slack(dc, 0);
