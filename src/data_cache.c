@@ -789,16 +789,18 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 {
 	struct data_cache *dc = f->dc;
 	struct dc_version *v = f->v;
-	uint64_t to = f->win_hi, chunk = dc->run_blocks;
-	/* this stream's share of the read-ahead memory, in blocks: it may fill that much and
-	 * then waits for its own to be read, so that streams read side by side all read ahead
-	 * into memory; in chunks of half of it, so that two GETs of a stream overlap */
-	uint64_t share = dc->mem_max / dc->block_size / (dc->n_sequential > 1 ? dc->n_sequential : 1);
-	bool to_mem = false;
+	uint64_t to = f->win_hi, chunk = dc->run_blocks, share = 0;
+	bool use_mem = v->st->ops->get_iov && dc->mem_max, to_mem = false;
 
-	/* what it keeps behind for the kernel's late requests, and the block it reads, are part
-	 * of its share */
-	share = share > dc->mem_behind + 2 ? share - dc->mem_behind - 1 : 1;
+	/* Streams read side by side share the read-ahead memory: each may fill its share (less
+	 * what it keeps behind for the kernel's late requests and the block it reads) and then
+	 * waits for its own to be read; in chunks of half of it, so that two GETs overlap. */
+	if (use_mem && dc->n_sequential > 1) {
+		share = dc->mem_max / dc->block_size / dc->n_sequential;
+		share = share > dc->mem_behind + 2 ? share - dc->mem_behind - 1 : 1;
+		if (share / 2 < chunk)
+			chunk = share / 2 ? share / 2 : 1;
+	}
 
 	/* Queue whole chunks: while the reader moves on block by block, wait until a chunk of
 	 * the window is absent, so that a worker takes it in one GET, not a GET a block. A
@@ -807,8 +809,6 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 	 * kernel already has. */
 	while (from < to && !dc_to_read_ahead(&v->blocks[from], f))
 		from++;
-	if (dc->n_sequential > 1 && v->st->ops->get_iov && dc->mem_max && share / 2 < chunk)
-		chunk = share / 2 ? share / 2 : 1;
 	if (to - from < chunk && to < v->nblocks)
 		return;
 	for (uint64_t i = from; i < to && !dc->stopping; i++) {
@@ -820,7 +820,7 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 		 * or the other) and, with several streams, within this one's share. When it
 		 * does not, and this reader has a chunk in memory ahead already, wait: it gives
 		 * memory back as it reads. Else into the file. */
-		if ((i - from) % chunk == 0 && v->st->ops->get_iov && dc->mem_max) {
+		if ((i - from) % chunk == 0 && use_mem) {
 			uint64_t need = dc_min(chunk, to - i) * dc->block_size;
 			uint64_t ahead = dc_mem_ahead(f);
 			/* short: what its readers have passed, keeping the 2 blocks behind that
@@ -828,7 +828,7 @@ static void dc_schedule_read_ahead(struct data_cache_file *f, uint64_t from)
 			if (dc->mem_bytes + need > dc->mem_max)
 				dc_mem_drop_behind(dc, v, 2);
 			to_mem = dc->mem_bytes + need <= dc->mem_max &&
-				 (dc->n_sequential <= 1 || (ahead + chunk <= share));
+				 (!share || ahead + chunk <= share);
 			if (!to_mem && ahead >= chunk)
 				return;
 		}
@@ -1046,6 +1046,20 @@ static int dc_bypass(struct dc_version *v, void *buf, uint64_t off, uint64_t len
 	return r;
 }
 
+/* Locked: dc_bypass of [pos, end) into dst with the lock released, counting what came. */
+static int dc_read_around(struct data_cache *dc, struct dc_version *v, char *dst, uint64_t pos,
+			  uint64_t end)
+{
+	uint64_t got;
+	int r;
+
+	pthread_mutex_unlock(&dc->lock);
+	r = dc_bypass(v, dst, pos, end - pos, &got);
+	pthread_mutex_lock(&dc->lock);
+	dc->stats.bytes_fetched += got;
+	return r;
+}
+
 /* Evict everything that nobody reads now: the disk is full. */
 static void dc_drop_for_space(struct data_cache *dc)
 {
@@ -1081,7 +1095,7 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 	dc_track_stream(f, off, len);
 
 	for (pos = off; pos < end;) {
-		uint64_t i = pos / bs, run_last, seg_end, got;
+		uint64_t i = pos / bs, run_last, seg_end;
 		struct dc_block *b = &v->blocks[i];
 		int r, br;
 
@@ -1109,10 +1123,7 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 				uncounted = i + 1;
 			}
 			dc->stats.kernel_rereads++;
-			pthread_mutex_unlock(&dc->lock);
-			br = dc_bypass(v, out + (pos - off), pos, seg_end - pos, &got);
-			pthread_mutex_lock(&dc->lock);
-			dc->stats.bytes_fetched += got;
+			br = dc_read_around(dc, v, out + (pos - off), pos, seg_end);
 			if (br != 0) {
 				err = br;
 				break;
@@ -1136,10 +1147,7 @@ ssize_t data_cache_read(struct data_cache_file *f, void *buf, size_t len, uint64
 			if (r == DC_NO_ROOM || r == ENOSPC) {
 				/* No room in the cache, or none on its disk: read around it. */
 				seg_end = dc_min(end, (run_last + 1) * bs);
-				pthread_mutex_unlock(&dc->lock);
-				br = dc_bypass(v, out + (pos - off), pos, seg_end - pos, &got);
-				pthread_mutex_lock(&dc->lock);
-				dc->stats.bytes_fetched += got;
+				br = dc_read_around(dc, v, out + (pos - off), pos, seg_end);
 				dc->stats.bypass_reads++;
 				if (br != 0) {
 					/* the disk is full and memory too: say the disk */

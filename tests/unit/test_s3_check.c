@@ -45,8 +45,9 @@ static const char nosuchbucket_body[] =
 static const char slowdown_body[] =
 	"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
 
-static void check(long status, const char *body, const char *header, const char *option,
-		  char *out, size_t outlen)
+/* An answer to the bucket check of bucket 'photos' at EP, configured for us-east-1. */
+static struct store_s3_check_answer answer(long status, const char *body, const char *header,
+					   const char *option)
 {
 	struct store_s3_check_answer a = {0};
 
@@ -58,6 +59,14 @@ static void check(long status, const char *body, const char *header, const char 
 	a.body = body;
 	a.body_len = body ? strlen(body) : 0;
 	a.bucket_region = header;
+	return a;
+}
+
+static void check(long status, const char *body, const char *header, const char *option,
+		  char *out, size_t outlen)
+{
+	struct store_s3_check_answer a = answer(status, body, header, option);
+
 	memset(out, 'X', outlen);
 	store_s3_check_message(&a, out, outlen);
 	assert_non_null(memchr(out, '\0', outlen));
@@ -134,18 +143,13 @@ static void test_redirect_without_region(void **state)
  * (RGW: 400 InvalidArgument) is named. */
 static void test_session_token_hints(void **state)
 {
-	struct store_s3_check_answer a = {0};
+	struct store_s3_check_answer a;
 	const char *denied = "<Error><Code>AccessDenied</Code><Message></Message></Error>";
 	const char *invalid = "<Error><Code>InvalidArgument</Code><Message></Message></Error>";
 	char out[512];
 
 	(void)state;
-	a.bucket = "photos";
-	a.endpoint = EP;
-	a.region = "us-east-1";
-	a.status = 403;
-	a.body = denied;
-	a.body_len = strlen(denied);
+	a = answer(403, denied, NULL, NULL);
 	store_s3_check_message(&a, out, sizeof(out));
 	assert_has(out, "AccessDenied");
 	assert_has(out, "check its policy");
@@ -155,9 +159,8 @@ static void test_session_token_hints(void **state)
 	assert_has(out, "check its policy");
 	assert_lacks(out, "temporary keys need");
 
-	a.status = 400;
-	a.body = invalid;
-	a.body_len = strlen(invalid);
+	a = answer(400, invalid, NULL, NULL);
+	a.session_token = true;
 	store_s3_check_message(&a, out, sizeof(out));
 	assert_has(out, "InvalidArgument");
 	assert_has(out, "the session token was refused");
