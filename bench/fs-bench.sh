@@ -260,8 +260,9 @@ run_fs() { # FS
 			local n
 			n=$(server_count "sf-$fs/")
 			((n >= SF_N)) || fail "objfs sync returned with $n of $SF_N objects at the server"
+		else
+			while (($(server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
 		fi
-		while (($(server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
 		record "$fs" smallfiles_synced "${synced:-$(since "$t")}" s
 		record "$fs" smallfiles_peak_rss "$(peak_rss)" MiB
 		umount_fs

@@ -171,8 +171,10 @@ expect_fail() {
 	grep -Eq "$pat" "$err" || fail "$what: message '$(cat "$err")' does not match /$pat/"
 	! awk -v d="$mp" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo ||
 		fail "$what: $mp was left mounted"
-	cp "$err" "$HARNESS_DIR/err-$(harness_unique x)"
-	logs+=("$(ls -t "$HARNESS_DIR"/err-* | head -1)")
+	local kept
+	kept=$HARNESS_DIR/err-$(harness_unique x)
+	cp "$err" "$kept"
+	logs+=("$kept")
 	pass "$what: exit $rc, '$(cat "$err")'"
 }
 expect_fail "temporary keys without their token" "(InvalidAccessKeyId|AccessDenied).*session token" \
