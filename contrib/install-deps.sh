@@ -9,7 +9,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 PKGS="autoconf automake libtool pkg-config gcc make
 libfuse3-dev libcurl4-openssl-dev libssl-dev libxml2-dev libcmocka-dev
-fuse3 ca-certificates curl openssl python3 procps iproute2 attr rsync psmisc
+fuse3 ca-certificates curl openssl python3 procps iproute2 attr rsync psmisc git
 radosgw ceph-mon ceph-osd ceph-common systemd util-linux
 s3cmd s3fs rclone mandoc fio valgrind"
 missing=""

@@ -218,7 +218,7 @@ static void fo_attr_from_store(struct fuse_ops_fs *fs, const struct store_attr *
 	ma->ctime = (sa->has & STORE_HAS_CTIME) ? sa->ctime : sa->mtime;
 	ma->atime = (sa->has & STORE_HAS_ATIME) ? sa->atime : sa->mtime;
 	if (!ma->mtime.tv_sec && !ma->mtime.tv_nsec)
-		ma->mtime = ma->ctime = ma->atime = fs->root.mtime;
+		ma->mtime = ma->ctime = ma->atime = fs->mount_time;
 	snprintf(ma->etag, sizeof(ma->etag), "%s", sa->etag);
 	ma->flags = flags;
 }
@@ -288,7 +288,8 @@ static int fo_head_renamed(struct fuse_ops_fs *fs, const char *key, const char *
 	return rv;
 }
 
-/* The pending (journalled) state of key: 1 found (attr filled, *removed), 0 none. */
+/* The pending (journalled) state of key: 1 found (attr filled), 0 none; *removed says that
+ * the key's pending state is its removal (a delete, or a rename away from it). */
 static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma, bool *removed)
 {
 	struct store_attr sa;
@@ -320,15 +321,18 @@ static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr 
 		return 1;
 	}
 	store_attr_free(&sa);
-	if (r == 1)
-		return 1; /* removed */
-	/* a pending directory marker */
+	/* a pending directory marker (also where a file of the same name was removed) */
+	bool file_removed = r == 1;
+
 	snprintf(marker, sizeof(marker), "%s/", key);
 	r = sync_lookup(fs->sync, marker, &sa, NULL, removed);
 	if (r == 1 && !*removed)
 		fo_attr_from_store(fs, &sa, true, META_PENDING | META_MARKER, ma);
 	store_attr_free(&sa);
-	return r == 1 && !*removed;
+	if (r == 1 && !*removed)
+		return 1;
+	*removed = *removed || file_removed;
+	return 0;
 }
 
 /* Ask one store about key: 0 (ma filled), ENOENT, or another errno. */
@@ -388,7 +392,9 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 	int rv;
 
 	if (!key[0]) {
+		pthread_mutex_lock(&fs->root_lock);
 		*ma = fs->root;
+		pthread_mutex_unlock(&fs->root_lock);
 		return 0;
 	}
 	if (strlen(key) >= PATH_MAX - 2)
@@ -1392,7 +1398,10 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		dh->listed = true;
 	}
 	if (off < 1) {
-		fo_stat(fs, &fs->root, &st);
+		struct meta_attr ra;
+
+		fo_getattr_key(fs, "", &ra);
+		fo_stat(fs, &ra, &st);
 		if (filler(buf, ".", &st, 1, 0))
 			return 0;
 	}
@@ -2110,6 +2119,33 @@ static int fo_attr_rewritable(struct fuse_ops_fs *fs, const char *key)
 	return rv == ENOENT ? EROFS : rv;
 }
 
+/* chmod / chown / utimens of the mount root: no object holds its attributes, so the change
+ * lasts until the unmount (what rclone does), and tar -x or rsync -a into the root work. */
+static int fo_set_root_attr(struct fuse_ops_fs *fs, const struct store_attr *ch)
+{
+	bool first;
+
+	pthread_mutex_lock(&fs->root_lock);
+	if (ch->has & STORE_HAS_MODE)
+		fs->root.mode = S_IFDIR | (ch->mode & 07777);
+	if ((ch->has & STORE_HAS_UID) && !fs->o->has_uid)
+		fs->root.uid = ch->uid;
+	if ((ch->has & STORE_HAS_GID) && !fs->o->has_gid)
+		fs->root.gid = ch->gid;
+	if (ch->has & STORE_HAS_MTIME)
+		fs->root.mtime = ch->mtime;
+	if (ch->has & STORE_HAS_ATIME)
+		fs->root.atime = ch->atime;
+	fo_now(&fs->root.ctime);
+	first = !fs->root_changed;
+	fs->root_changed = true;
+	pthread_mutex_unlock(&fs->root_lock);
+	if (first)
+		log_info("the attributes of the mount root have no object to live in: they are kept "
+			 "until the unmount");
+	return 0;
+}
+
 /* chmod / chown / utimens: the changes in ch (has bits say which). */
 static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct store_attr *ch)
 {
@@ -2130,7 +2166,7 @@ static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct
 	else
 		return -EBADF;
 	if (!key[0])
-		return -EPERM; /* the mount root has no object */
+		return fo_set_root_attr(fs, ch);
 	rv = fo_getattr_key(fs, key, &ma);
 	if (rv)
 		return -rv;

@@ -8,6 +8,7 @@
 #ifndef OBJFS_FUSE_OPS_H
 #define OBJFS_FUSE_OPS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -31,7 +32,12 @@ struct fuse_ops_fs {
 	struct staging *stg; /* NULL when read-only */
 	uid_t uid;           /* owner of objects without metadata (uid= or the mounting user) */
 	gid_t gid;
-	struct meta_attr root; /* the mount root */
+	/* The mount root. No object holds its attributes: chmod, chown and utimens of it change
+	 * them here, for the mount's life (root_lock). */
+	struct meta_attr root;
+	pthread_mutex_t root_lock;
+	bool root_changed;
+	struct timespec mount_time; /* the times of objects that carry none */
 	int initialized;       /* set (atomically) when the kernel's INIT has been handled */
 };
 

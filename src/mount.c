@@ -844,6 +844,8 @@ static int mount_start(struct mount_state *ms, char *err, size_t errlen)
 	clock_gettime(CLOCK_REALTIME, &ms->fs.root.mtime);
 	ms->fs.root.ctime = ms->fs.root.atime = ms->fs.root.mtime;
 	ms->fs.root.flags = META_MARKER;
+	ms->fs.mount_time = ms->fs.root.mtime;
+	pthread_mutex_init(&ms->fs.root_lock, NULL);
 
 	rv = mount_ctl_start(ms, err, errlen);
 	if (rv)
