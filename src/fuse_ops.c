@@ -288,6 +288,29 @@ static int fo_head_renamed(struct fuse_ops_fs *fs, const char *key, const char *
 	return rv;
 }
 
+/* sync_lookup of key (a file or a marker), *sa always initialised. A key renamed from an
+ * object already stored has no attributes in the journal: they are at the origin. */
+static int fo_pending_attr(struct fuse_ops_fs *fs, const char *key, struct store_attr *sa,
+			   bool *removed)
+{
+	char origin[PATH_MAX];
+	const char *where;
+	struct store_attr oa;
+	int r = sync_lookup(fs->sync, key, sa, NULL, removed);
+
+	if (r != 1 || *removed || sa->has)
+		return r;
+	store_attr_init(&oa);
+	if (sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1 &&
+	    fo_head_renamed(fs, key, origin, &oa, &where) == 0) {
+		store_attr_free(sa);
+		*sa = oa;
+	} else {
+		store_attr_free(&oa);
+	}
+	return r;
+}
+
 /* The pending (journalled) state of key: 1 found (attr filled), 0 none; *removed says that
  * the key's pending state is its removal (a delete, or a rename away from it). */
 static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma, bool *removed)
@@ -298,24 +321,8 @@ static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr 
 
 	if (!fs->sync)
 		return 0;
-	store_attr_init(&sa);
-	r = sync_lookup(fs->sync, key, &sa, NULL, removed);
+	r = fo_pending_attr(fs, key, &sa, removed);
 	if (r == 1 && !*removed) {
-		if (!sa.has && !sa.is_dir) {
-			/* renamed from an object already stored: its attributes are at the origin */
-			char origin[PATH_MAX];
-			const char *where;
-			struct store_attr oa;
-
-			store_attr_init(&oa);
-			if (sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1 &&
-			    fo_head_renamed(fs, key, origin, &oa, &where) == 0) {
-				store_attr_free(&sa);
-				sa = oa;
-			} else {
-				store_attr_free(&oa);
-			}
-		}
 		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
 		store_attr_free(&sa);
 		return 1;
@@ -325,7 +332,7 @@ static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr 
 	bool file_removed = r == 1;
 
 	snprintf(marker, sizeof(marker), "%s/", key);
-	r = sync_lookup(fs->sync, marker, &sa, NULL, removed);
+	r = fo_pending_attr(fs, marker, &sa, removed);
 	if (r == 1 && !*removed)
 		fo_attr_from_store(fs, &sa, true, META_PENDING | META_MARKER, ma);
 	store_attr_free(&sa);
@@ -523,17 +530,14 @@ static void fo_pending_cb(void *ud, const char *key, const struct store_attr *sa
 			l->err = fo_list_add(l, name, len, NULL, 0, true, false);
 		return;
 	}
-	if (!sa->has && !is_dir) {
-		/* renamed from a stored object: listed without attributes (type unknown), which
-		 * the lookup of the name finds through the pending rename */
+	if (!sa->has) {
+		/* renamed from a stored object or marker: listed without attributes (type
+		 * unknown), which the lookup of the name finds at the rename's origin */
 		if (!l->err)
 			l->err = fo_list_add(l, name, len, NULL, 0, false, false);
 		return;
 	}
-	if (is_dir && !sa->has)
-		fo_implicit_dir(c->fs, META_PENDING, &ma);
-	else
-		fo_attr_from_store(c->fs, sa, is_dir, META_PENDING | (is_dir ? META_MARKER : 0), &ma);
+	fo_attr_from_store(c->fs, sa, is_dir, META_PENDING | (is_dir ? META_MARKER : 0), &ma);
 	if (!l->err)
 		l->err = fo_list_add(l, name, len, &ma, 0, false, false);
 }

@@ -6,7 +6,8 @@
 #   - a file removed while its delete is pending, looked up again after the kernel forgot it;
 #   - git init / add / commit twice (git does the above on .git/config and .git/index);
 #   - rsync -a SRC/ MOUNT/ and tar -x of an archive with a "./" entry, both of which set the
-#     times (and tar the owner) of the mount root; sed -i (a temporary file renamed over).
+#     times (and tar the owner) of the mount root; sed -i (a temporary file renamed over);
+#   - mv of a stored directory shows its own mode and mtime while the rename is pending.
 # The settle delay is long, so every step runs while the uploads are still pending.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
@@ -102,6 +103,18 @@ assert_eq "$(cat "$mp/sed/file")" "$(printf 'one\nTWO')" "sed -i result"
 [[ -z $(find "$mp/sed" -mindepth 1 -name "sed*") ]] || fail "sed's temporary file is still listed"
 pass "sed -i"
 
+# ---- mv of a stored directory: its mode and times show at once, not defaults ----
+mkdir "$mp/mvdir"
+echo inside >"$mp/mvdir/file"
+chmod 705 "$mp/mvdir"
+touch -d @1300000000 "$mp/mvdir"
+"$OBJFS_BIN" sync "$mp" >/dev/null || fail "objfs sync failed"
+mv "$mp/mvdir" "$mp/mvdir2"
+assert_eq "$(ls -l --time-style=+%s "$mp" | awk '$7 == "mvdir2" { print $1, $6 }')" \
+	"drwx---r-x 1300000000" "a moved directory's mode and mtime in a listing of its parent"
+assert_eq "$(stat -c '%a %Y' "$mp/mvdir2")" "705 1300000000" "a moved directory's mode and mtime"
+assert_eq "$(cat "$mp/mvdir2/file")" inside "a file in a moved directory"
+
 "$OBJFS_BIN" sync "$mp" >/dev/null || fail "objfs sync failed"
 objfs_umount "$mp"
 
@@ -118,6 +131,8 @@ assert_eq "$(stat -c %Y "$mp/tar-tree/in/file")" 1400000000 "tar'd mtime after t
 assert_eq "$(cat "$mp/locks/config")" "round 4" "the lock-file pattern's result after the remount"
 [[ ! -e "$mp/locks/config.lock" && ! -e "$mp/locks/removed" ]] || fail "a renamed or removed name came back"
 assert_eq "$(cat "$mp/sed/file")" "$(printf 'one\nTWO')" "sed -i result after the remount"
+assert_eq "$(stat -c '%a %Y' "$mp/mvdir2")" "705 1300000000" "a moved directory after the remount"
+[[ ! -e "$mp/mvdir" ]] || fail "a moved directory's old name came back"
 (
 	cd "$mp/repo"
 	[[ $(git log --format=%s | tr '\n' ' ') == "second first " ]] || { git log; exit 1; }
