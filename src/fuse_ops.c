@@ -525,8 +525,9 @@ static void fo_pending_cb(void *ud, const char *key, const struct store_attr *sa
 	if (!fo_name_ok(name, len))
 		return;
 	if (removed) {
-		/* a removed marker does not hide the directory's other contents */
-		if (!is_dir && !l->err)
+		/* a removed marker hides the directory the stores may still list (its contents'
+		 * deletes pending too), as the lookup of its name does */
+		if (!l->err)
 			l->err = fo_list_add(l, name, len, NULL, 0, true, false);
 		return;
 	}
@@ -631,6 +632,9 @@ static int fo_ent_cmp(const void *a, const void *b)
 		return c;
 	if (x->prio != y->prio)
 		return x->prio - y->prio;
+	/* pending records: what exists wins over a removal of the same name ("rm x; mkdir x") */
+	if (x->removed != y->removed)
+		return (int)x->removed - (int)y->removed;
 	/* same store: an object wins over a prefix of the same name */
 	return (int)S_ISDIR(x->attr.mode) - (int)S_ISDIR(y->attr.mode);
 }

@@ -3158,9 +3158,13 @@ unlock:
 	pthread_mutex_unlock(&s->lock);
 	if (n)
 		qsort(e, n, sizeof(*e), pending_cmp);
-	for (size_t i = 0; i < n; i++) {
-		if (i == 0 || strcmp(e[i].key, e[i - 1].key) != 0)
-			cb(ud, e[i].key, &e[i].attr, e[i].removed);
+	for (size_t i = 0, j; i < n; i = j) {
+		/* one call per key: the explicit record, unless it is the removal of a marker with
+		 * pending keys below it, which keep the directory */
+		for (j = i + 1; j < n && strcmp(e[j].key, e[i].key) == 0; j++)
+			;
+		size_t pick = e[i].removed && e[j - 1].implied ? j - 1 : i;
+		cb(ud, e[pick].key, &e[pick].attr, e[pick].removed);
 	}
 	for (size_t i = 0; i < n; i++) {
 		free(e[i].key);

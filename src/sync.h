@@ -146,7 +146,7 @@ int sync_lookup_mem(struct sync *s, const char *key, void *buf, size_t buflen, s
 /* Pending keys directly under dir_prefix ("" or "a/b/"): callback per key with its state.
  * Directories implied by a pending key deeper down ("a/b/" for a pending "a/b/c") are
  * reported once as "a/b/" with attr->is_dir and attr->has == 0, unless "a/b/" has its own
- * record. The callback runs without any sync lock held (it may call sync functions); attr
+ * record other than a removal. The callback runs without any sync lock held (it may call sync functions); attr
  * is only valid during the call. */
 void sync_list_pending(struct sync *s, const char *dir_prefix,
 		       void (*cb)(void *ud, const char *key, const struct store_attr *attr, bool removed),

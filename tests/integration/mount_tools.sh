@@ -7,7 +7,8 @@
 #   - git init / add / commit twice (git does the above on .git/config and .git/index);
 #   - rsync -a SRC/ MOUNT/ and tar -x of an archive with a "./" entry, both of which set the
 #     times (and tar the owner) of the mount root; sed -i (a temporary file renamed over);
-#   - mv of a stored directory shows its own mode and mtime while the rename is pending.
+#   - mv of a stored directory shows its own mode and mtime while the rename is pending;
+#   - rm -rf of a stored tree is gone from the listing at once; rm x; mkdir x lists a directory.
 # The settle delay is long, so every step runs while the uploads are still pending.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
@@ -33,7 +34,12 @@ mkdir -p "$HARNESS_DIR/tarsrc/tar-tree/in"
 echo tarred >"$HARNESS_DIR/tarsrc/tar-tree/in/file"
 touch -d @1400000000 "$HARNESS_DIR/tarsrc/tar-tree/in/file"
 tar -C "$HARNESS_DIR/tarsrc" -cf "$HARNESS_DIR/t.tar" .
-tar -tf "$HARNESS_DIR/t.tar" | grep -qx './' || fail "the archive has no ./ entry"
+tar -tf "$HARNESS_DIR/t.tar" | grep -x './' >/dev/null || fail "the archive has no ./ entry"
+
+# stored before the mount, so that no listing of deep/ is cached when the test removes them
+for k in deep/rmtree/a/b/f1 deep/rmtree/a/b/f2 deep/rmtree/a/f3 deep/swap; do
+	[[ $(s3code -X PUT --data-binary "$k" "$S3_ENDPOINT/$bucket/$k") == 200 ]] || fail "PUT $k"
+done
 
 mp=$(objfs_mountpoint tools)
 objfs_mount "s3://$bucket" "$mp" "settle=30s"
@@ -115,6 +121,17 @@ assert_eq "$(ls -l --time-style=+%s "$mp" | awk '$7 == "mvdir2" { print $1, $6 }
 assert_eq "$(stat -c '%a %Y' "$mp/mvdir2")" "705 1300000000" "a moved directory's mode and mtime"
 assert_eq "$(cat "$mp/mvdir2/file")" inside "a file in a moved directory"
 
+# ---- rm -rf of a stored tree, and a file replaced by a directory, while the deletes wait;
+# deep/ is listed only afterwards, so its listing comes from the store and the journal ----
+rm -rf "$mp/deep/rmtree"
+rm "$mp/deep/swap"
+mkdir "$mp/deep/swap"
+ls -l "$mp/deep" >"$HARNESS_DIR/deep.ls"
+! grep -q rmtree "$HARNESS_DIR/deep.ls" || fail "rm -rf of a stored tree: still listed"
+[[ $(awk '$NF == "swap" { print substr($1, 1, 1) }' "$HARNESS_DIR/deep.ls") == d ]] ||
+	fail "a file replaced by a directory: $(grep swap "$HARNESS_DIR/deep.ls")"
+pass "rm -rf of a stored tree is gone from the listing; rm x; mkdir x lists a directory"
+
 "$OBJFS_BIN" sync "$mp" >/dev/null || fail "objfs sync failed"
 objfs_umount "$mp"
 
@@ -133,6 +150,7 @@ assert_eq "$(cat "$mp/locks/config")" "round 4" "the lock-file pattern's result 
 assert_eq "$(cat "$mp/sed/file")" "$(printf 'one\nTWO')" "sed -i result after the remount"
 assert_eq "$(stat -c '%a %Y' "$mp/mvdir2")" "705 1300000000" "a moved directory after the remount"
 [[ ! -e "$mp/mvdir" ]] || fail "a moved directory's old name came back"
+[[ ! -e "$mp/deep/rmtree" && -d "$mp/deep/swap" ]] || fail "rmtree or swap wrong after the remount"
 (
 	cd "$mp/repo"
 	[[ $(git log --format=%s | tr '\n' ' ') == "second first " ]] || { git log; exit 1; }

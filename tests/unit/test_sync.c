@@ -1703,6 +1703,19 @@ static void test_list_pending(void **state)
 	assert_int_equal(l.n, 2); /* "d/" (implied) and "other" */
 	assert_string_equal(l.key[0], "d/");
 	assert_string_equal(l.key[1], "other");
+
+	/* a removed marker is reported removed, once; with a pending key below it, the
+	 * directory that key implies is reported instead */
+	assert_int_equal(sync_remove(x->s, "d/e/"), 0);
+	assert_int_equal(sync_remove(x->s, "d/y/"), 0);
+	l.n = 0;
+	sync_list_pending(x->s, "d/", list_cb, &l);
+	assert_int_equal(l.n, 5);
+	assert_string_equal(l.key[0], "d/e/");
+	assert_true(l.removed[0]);
+	assert_string_equal(l.key[4], "d/y/");
+	assert_false(l.removed[4]);
+	assert_true(l.dir[4]);
 }
 
 static void test_bad_arguments(void **state)
