@@ -406,6 +406,8 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 	}
 	if (strlen(key) >= PATH_MAX - 2)
 		return ENAMETOOLONG;
+	if (!store_key_is_utf8(key))
+		return ENOENT; /* no object can have this name: the server would answer 400 */
 	if (fs->stg && (sf = staging_find(fs->stg, key))) {
 		struct store_attr sa;
 
@@ -898,8 +900,9 @@ static size_t fo_dest_prefix_len(const struct fuse_ops_fs *fs)
 }
 
 /* Whether a new key (plus extra bytes: 1 for a directory's marker "key/") can be stored:
- * 0, or ENAMETOOLONG for a name over NAME_MAX or a key over FO_KEY_MAX with the prefix, so
- * that the writer hears it now rather than the upload failing for ever later. */
+ * 0, ENAMETOOLONG for a name over NAME_MAX or a key over FO_KEY_MAX with the prefix, or
+ * EILSEQ for a key that is not UTF-8, so that the writer hears it now rather than the upload
+ * failing for ever later. */
 static int fo_check_new_key(const struct fuse_ops_fs *fs, const char *key, size_t extra)
 {
 	const char *slash = strrchr(key, '/');
@@ -907,6 +910,12 @@ static int fo_check_new_key(const struct fuse_ops_fs *fs, const char *key, size_
 	if (strlen(slash ? slash + 1 : key) > NAME_MAX ||
 	    fo_dest_prefix_len(fs) + strlen(key) + extra > FO_KEY_MAX)
 		return ENAMETOOLONG;
+	if (!store_key_is_utf8(key)) {
+		/* the server would refuse the upload for ever (InvalidObjectName) */
+		log_warn("refusing the name '%s': not UTF-8, which object keys must be (EILSEQ)",
+			 key);
+		return EILSEQ;
+	}
 	return 0;
 }
 

@@ -76,6 +76,9 @@ struct store_list {
 	size_t n_entries;
 	char *next_token;   /* NULL when this was the last page */
 };
+/* Whether key is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): S3 keys are UTF-8, and a server answers any other key with InvalidObjectName. */
+bool store_key_is_utf8(const char *key);
 /* Total length of iov[0..n) (a get_iov's byte count). */
 uint64_t store_iov_len(const struct iovec *iov, int n);
 void store_list_free(struct store_list *l);

@@ -12,7 +12,9 @@
 #      1003-byte key is refused. A journal written at the bucket root and replayed below the
 #      prefix (umount --lazy, remount) holds a key that no longer fits: it is dropped with a
 #      clear last_error (KeyTooLongError) and dropped=1 in objfs status, not retried for ever;
-#      the other file arrives and `objfs sync` returns.
+#      the other file arrives and `objfs sync` returns. A name that is not UTF-8 (S3 keys
+#      are) is refused at create, mkdir, rename and symlink with EILSEQ, so no upload of it
+#      can fail for ever.
 #  (c) The journal cannot grow: the cache disk is filled by something else but 64 KiB (and
 #      the up to 1 MiB of zeros the journal keeps written ahead of its records, which they
 #      use first), and empty files are created until close() says ENOSPC; `objfs sync` still returns 0 (the
@@ -124,7 +126,21 @@ part_b() {
 	fi
 	grep -q "File name too long" "$HARNESS_DIR/err" || fail "(b) rename: $(sed "s/.*: //" "$HARNESS_DIR/err")"
 	pass "(b) 1025-byte keys are refused at create and rename; 1024 bytes are accepted"
+	local notutf8=$'latin1-\xe9t\xe9' what
 	echo other >"$mp/short" || fail "(b) a short file cannot be written"
+	for what in create mkdir rename symlink; do
+		rc=0
+		case $what in
+		create) echo x 2>"$HARNESS_DIR/err" >"$mp/$notutf8" || rc=$? ;;
+		mkdir) mkdir "$mp/$notutf8" 2>"$HARNESS_DIR/err" || rc=$? ;;
+		rename) mv "$mp/short" "$mp/$notutf8" 2>"$HARNESS_DIR/err" || rc=$? ;;
+		symlink) ln -s short "$mp/$notutf8" 2>"$HARNESS_DIR/err" || rc=$? ;;
+		esac
+		[[ $rc != 0 ]] || fail "(b) $what of a name that is not UTF-8 succeeded"
+		grep -q "Invalid or incomplete multibyte" "$HARNESS_DIR/err" ||
+			fail "(b) $what of a name that is not UTF-8: $(cat "$HARNESS_DIR/err")"
+	done
+	pass "(b) a name that is not UTF-8 is refused at create, mkdir, rename and symlink (EILSEQ)"
 	timeout 60 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync-b.out" 2>&1 ||
 		fail "(b) objfs sync failed: $(cat "$HARNESS_DIR/sync-b.out")"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/$deep/$name20")" fits "(b) the 1024-byte key is at the server"

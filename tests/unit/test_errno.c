@@ -190,6 +190,38 @@ static void test_attr_copy(void **state)
 	store_list_free(NULL);
 }
 
+/* Keys must be UTF-8: what a file name may hold but a key may not. */
+static void test_key_utf8(void **state)
+{
+	static const char *good[] = {
+		"", "plain/key", "with space", "ünïcødé/名前", "emoji\xf0\x9f\x98\x80",
+		"ctl\x01-char", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+		"\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+	};
+	static const char *bad[] = {
+		"\xff\xfe",         /* not UTF-8 at all */
+		"latin1-\xe9t\xe9", /* ISO 8859-1 */
+		"\x80lead",          /* a lone continuation byte */
+		"\xc0\xaf",         /* overlong '/' */
+		"\xc1\xbf",         /* overlong */
+		"\xe0\x80\xaf",    /* overlong '/' in three bytes */
+		"\xf0\x80\x80\xaf", /* overlong in four */
+		"\xed\xa0\x80",    /* a surrogate, U+D800 */
+		"\xf4\x90\x80\x80", /* past U+10FFFF */
+		"\xf5\x80\x80\x80", /* lead byte past f4 */
+		"cut\xe2\x82",      /* truncated at the end */
+		"cut\xe2x\xac",     /* interrupted */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (!store_key_is_utf8(good[i]))
+			fail_msg("good key %zu refused", i);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (store_key_is_utf8(bad[i]))
+			fail_msg("bad key %zu accepted", i);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_5xx_is_eio),
 		cmocka_unit_test(test_last_error),
 		cmocka_unit_test(test_attr_copy),
+		cmocka_unit_test(test_key_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
