@@ -736,6 +736,29 @@ static void mount_fuse_escape(const char *in, char *out, size_t len)
 	out[w] = '\0';
 }
 
+/* Why this user cannot use FUSE, when the device is the reason: "" when /dev/fuse opens
+ * (then fusermount3 or the kernel said why, on stderr). */
+static void mount_fuse_device_problem(char *why, size_t len)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	why[0] = '\0';
+	if (fd >= 0) {
+		close(fd);
+		return;
+	}
+	if (errno == ENOENT || errno == ENODEV || errno == ENXIO)
+		snprintf(why, len,
+			 "/dev/fuse is missing: load the module with 'modprobe fuse', or give a "
+			 "container the device");
+	else if (errno == EACCES || errno == EPERM)
+		snprintf(why, len,
+			 "this user may not open /dev/fuse: it must be readable and writable by the "
+			 "users who mount (mode 0666 on most systems)");
+	else
+		snprintf(why, len, "cannot open /dev/fuse: %s", strerror(errno));
+}
+
 static int mount_fuse_new(struct mount_state *ms, char *err, size_t errlen)
 {
 	struct objfs_opts *o = ms->o;
@@ -762,7 +785,14 @@ static int mount_fuse_new(struct mount_state *ms, char *err, size_t errlen)
 		return EIO;
 	}
 	if (fuse_mount(ms->fuse, ms->mountpoint)) {
-		mount_errf(err, errlen, "cannot mount on '%s' (see the messages above)", ms->mountpoint);
+		char why[256];
+
+		mount_fuse_device_problem(why, sizeof(why));
+		if (why[0])
+			mount_errf(err, errlen, "cannot mount on '%s': %s", ms->mountpoint, why);
+		else
+			mount_errf(err, errlen, "cannot mount on '%s' (see the messages above)",
+				   ms->mountpoint);
 		fuse_destroy(ms->fuse);
 		ms->fuse = NULL;
 		return EIO;
