@@ -406,8 +406,6 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 	}
 	if (strlen(key) >= PATH_MAX - 2)
 		return ENAMETOOLONG;
-	if (!store_key_is_utf8(key))
-		return ENOENT; /* no object can have this name: the server would answer 400 */
 	if (fs->stg && (sf = staging_find(fs->stg, key))) {
 		struct store_attr sa;
 
@@ -439,9 +437,11 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 	snap = meta_cache_begin(fs->mc);
 	if (meta_cache_dir_lookup(fs->mc, parent, name, &type) == META_NEGATIVE)
 		return ENOENT;
-	rv = fo_lookup_store(fs, fs->dst, key, 0, ma);
+	/* a name no object can have (not UTF-8 for S3) is absent: the server would answer 400 */
+	rv = store_key_fits(fs->dst, key) ? fo_lookup_store(fs, fs->dst, key, 0, ma) : ENOENT;
 	if (rv == ENOENT && fs->overlay)
-		rv = fo_lookup_store(fs, fs->src, key, META_IN_SOURCE, ma);
+		rv = store_key_fits(fs->src, key) ?
+			     fo_lookup_store(fs, fs->src, key, META_IN_SOURCE, ma) : ENOENT;
 	if (rv == 0)
 		meta_cache_put_attr(fs->mc, key, snap, ma);
 	else if (rv == ENOENT)
@@ -901,8 +901,8 @@ static size_t fo_dest_prefix_len(const struct fuse_ops_fs *fs)
 
 /* Whether a new key (plus extra bytes: 1 for a directory's marker "key/") can be stored:
  * 0, ENAMETOOLONG for a name over NAME_MAX or a key over FO_KEY_MAX with the prefix, or
- * EILSEQ for a key that is not UTF-8, so that the writer hears it now rather than the upload
- * failing for ever later. */
+ * EILSEQ for a key that is not UTF-8 where keys must be, so that the writer hears it now
+ * rather than the upload failing for ever later. */
 static int fo_check_new_key(const struct fuse_ops_fs *fs, const char *key, size_t extra)
 {
 	const char *slash = strrchr(key, '/');
@@ -910,7 +910,7 @@ static int fo_check_new_key(const struct fuse_ops_fs *fs, const char *key, size_
 	if (strlen(slash ? slash + 1 : key) > NAME_MAX ||
 	    fo_dest_prefix_len(fs) + strlen(key) + extra > FO_KEY_MAX)
 		return ENAMETOOLONG;
-	if (!store_key_is_utf8(key)) {
+	if (!store_key_fits(fs->dst, key)) {
 		/* the server would refuse the upload for ever (InvalidObjectName) */
 		log_warn("refusing the name '%s': not UTF-8, which object keys must be (EILSEQ)",
 			 key);

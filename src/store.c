@@ -91,6 +91,11 @@ bool store_key_is_utf8(const char *key)
 	return true;
 }
 
+bool store_key_fits(const struct store *st, const char *key)
+{
+	return !st->ops->utf8_keys || store_key_is_utf8(key);
+}
+
 uint64_t store_iov_len(const struct iovec *iov, int n)
 {
 	uint64_t len = 0;

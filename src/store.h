@@ -100,6 +100,7 @@ struct store_part {
 struct store;
 struct store_ops {
 	const char *kind; /* "s3", "dir" */
+	bool utf8_keys;   /* keys must be UTF-8 (S3); a directory store takes any bytes */
 	int (*head)(struct store *st, const char *key, const struct store_io *io, struct store_attr *out);
 	/* Read [off, off+len) into fd at fd_off (pwrite). Reading past the end yields the bytes
 	 * that exist; *got says how many. if_etag (may be NULL): fail with ESTALE when the object
@@ -142,6 +143,8 @@ struct store_ops {
 struct store {
 	const struct store_ops *ops;
 };
+/* Whether st can hold an object named key (its utf8_keys rule; lengths are the caller's). */
+bool store_key_fits(const struct store *st, const char *key);
 
 /* Details of the calling thread's last failed store operation. */
 struct store_error {

@@ -1415,6 +1415,7 @@ static void s3_destroy(struct store *st)
 
 static const struct store_ops s3_ops = {
 	.kind = "s3",
+	.utf8_keys = true,
 	.head = s3_head,
 	.get = s3_get,
 	.get_iov = s3_get_iov,

@@ -2,7 +2,8 @@
 # mount_dirstore.sh - a file:///dir source (the directory store, store_dir.c): a tree placed in
 # the directory reads through the mount; writes land in the directory as files with s3fs
 # metadata in user.objfs.* xattrs; a second mount sees them; injected faults
-# (OBJFS_DIR_FAULTS) reach readers as EIO, never ENOENT. Needs no S3 server.
+# (OBJFS_DIR_FAULTS) reach readers as EIO, never ENOENT. Names that are not UTF-8, which S3
+# refuses, read and write here. Needs no S3 server.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -16,6 +17,7 @@ mkdir -p "$store/a/b" "$store/c"
 for i in $(seq 1 25); do head -c $((i * 5000)) /dev/urandom >"$store/a/f$i"; done
 echo leaf >"$store/a/b/leaf"
 : >"$store/c/empty"
+echo latin1 >"$store/c/caf"$'\xe9' # a name that is not UTF-8: any bytes, unlike S3
 cp -r "$store" "$HARNESS_DIR/model"
 
 mp=$(objfs_mountpoint dir)
@@ -28,6 +30,7 @@ echo written >"$mp/new/w.txt"
 chmod 604 "$mp/new/w.txt"
 ln -s ../a/f1 "$mp/new/link"
 mv "$mp/a/f2" "$mp/c/f2"
+echo new-latin1 >"$mp/new/na"$'\xefve' || fail "a name that is not UTF-8 was refused by the directory store"
 rm "$mp/a/f3"
 objfs_umount "$mp"
 assert_eq "$(cat "$store/new/w.txt")" written "a written file is a file in the directory"
@@ -37,6 +40,7 @@ assert_eq "$(getfattr --absolute-names --only-values -n user.objfs.marker "$stor
 assert_eq "$(cat "$store/new/link")" ../a/f1 "a symlink is a file holding the target"
 [[ -f $store/c/f2 && ! -e $store/a/f2 && ! -e $store/a/f3 ]] || fail "rename / rm did not reach the directory"
 pass "rename and rm reached the directory"
+assert_eq "$(cat "$store/new/na"$'\xefve')" new-latin1 "a file with a name that is not UTF-8 in the directory"
 
 mp2=$(objfs_mountpoint dir2)
 objfs_mount "file://$store" "$mp2" ""
