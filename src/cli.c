@@ -899,25 +899,26 @@ static int cli_sync(struct cli_args *a)
 	return ctl_client_sync(a->pos[0], stdout) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
-/* The daemon's pid from its status answer, 0 when unknown. */
-static long cli_mount_pid(const char *sock)
+/* The daemon's pid from its status answer (*pid 0 when unknown): 0, or the request's errno
+ * (ENOENT or ECONNREFUSED: no daemon behind the socket any more). */
+static int cli_mount_pid(const char *sock, long *pid)
 {
 	char *buf = NULL, err[CLI_ERR_LEN];
 	size_t len = 0;
-	long pid = 0;
 	FILE *mem = open_memstream(&buf, &len);
 
+	*pid = 0;
 	if (!mem)
-		return 0;
+		return ENOMEM;
 	int rv = ctl_client_request(sock, "status", mem, err, sizeof(err));
 	fclose(mem);
 	if (rv == 0 && buf) {
 		const char *p = strstr(buf, "pid=");
 		if (p && (p == buf || p[-1] == '\n'))
-			pid = strtol(p + 4, NULL, 10);
+			*pid = strtol(p + 4, NULL, 10);
 	}
 	free(buf);
-	return pid;
+	return rv;
 }
 
 static int cli_unmount_fs(const char *mp)
@@ -972,8 +973,9 @@ static bool cli_pid_running(long pid)
 /*
  * objfs umount [--lazy] MOUNTPOINT: drain (everything written is at the destination, with
  * progress), then unmount and wait for the daemon to exit. --lazy unmounts at once and
- * leaves pending work in the journal for the next mount with the same cache_dir. Without a
- * control socket (not an objfs mount, or its daemon is gone) it just unmounts.
+ * leaves pending work in the journal for the next mount with the same cache_dir. Only an
+ * objfs mount is unmounted; one without a control socket (its daemon is gone) is unmounted
+ * without draining.
  */
 static int cli_umount(struct cli_args *a)
 {
@@ -988,9 +990,23 @@ static int cli_umount(struct cli_args *a)
 		cli_error("cannot unmount '%s': %s", a->pos[0], strerror(errno));
 		return CLI_EXIT_FAIL;
 	}
+	/* never another file system: as root, umount2 would take any */
+	if ((rc = ctl_check_mount(mp, err, sizeof(err)))) {
+		if (rc == EINVAL)
+			cli_error("%s: not unmounting it", err);
+		else
+			cli_error("%s", err);
+		return CLI_EXIT_FAIL;
+	}
 	if (ctl_socket_for_mountpoint(mp, sock, sizeof(sock), err, sizeof(err)) == 0) {
-		pid = cli_mount_pid(sock);
-		if (lazy) {
+		rc = cli_mount_pid(sock, &pid);
+		if (rc == ENOENT || rc == ECONNREFUSED) {
+			/* killed or crashed: nothing to drain; the journal keeps the rest */
+			log_warn("'%s': objfs is not running there any more; unmounting without "
+				 "draining: what it had not uploaded stays in its journal for the next "
+				 "mount with the same cache_dir",
+				 mp);
+		} else if (lazy) {
 			if (ctl_client_request(sock, "lazy", stdout, err, sizeof(err)))
 				cli_error("'%s': %s (unmounting anyway)", mp, err);
 		} else if (ctl_client_drain(mp, stdout)) {

@@ -757,9 +757,40 @@ static int find_mount(const char *canon, char *fstype, size_t fslen, long *uid)
 	return found;
 }
 
+/* Whether canon is mounted, and by objfs (type fuse.objfs, or plain fuse where the kernel
+ * keeps no subtype): 0 (*uid the mounting user, -1 unknown), ENOENT not a mount point,
+ * EINVAL another file system; one line in err. */
+static int objfs_mount_at(const char *canon, long *uid, char *err, size_t errlen)
+{
+	char fstype[64] = "";
+
+	if (!find_mount(canon, fstype, sizeof(fstype), uid)) {
+		snprintf(err, errlen, "'%s' is not a mount point: is objfs mounted there?", canon);
+		return ENOENT;
+	}
+	if (strcmp(fstype, "fuse.objfs") != 0 && strcmp(fstype, "fuse") != 0) {
+		snprintf(err, errlen, "'%s' is not an objfs mount (it is %s)", canon, fstype);
+		return EINVAL;
+	}
+	return 0;
+}
+
+int ctl_check_mount(const char *mountpoint, char *err, size_t errlen)
+{
+	char canon[PATH_MAX];
+	long uid = -1;
+	int e = canonical_mountpoint(mountpoint, canon, sizeof(canon));
+
+	if (e) {
+		snprintf(err, errlen, "'%s': %s", mountpoint, strerror(e));
+		return e;
+	}
+	return objfs_mount_at(canon, &uid, err, errlen);
+}
+
 int ctl_socket_for_mountpoint(const char *mountpoint, char *path, size_t len, char *err, size_t errlen)
 {
-	char canon[PATH_MAX], fstype[64] = "";
+	char canon[PATH_MAX];
 	long uid = -1;
 	struct stat st;
 	int e = canonical_mountpoint(mountpoint, canon, sizeof(canon));
@@ -769,16 +800,8 @@ int ctl_socket_for_mountpoint(const char *mountpoint, char *path, size_t len, ch
 		snprintf(err, errlen, "'%s': %s", mountpoint, strerror(e));
 		return e;
 	}
-	if (!(env && env[0])) {
-		if (!find_mount(canon, fstype, sizeof(fstype), &uid)) {
-			snprintf(err, errlen, "'%s' is not a mount point: is objfs mounted there?", canon);
-			return ENOENT;
-		}
-		if (strncmp(fstype, "fuse", 4) != 0) {
-			snprintf(err, errlen, "'%s' is not an objfs mount (it is %s)", canon, fstype);
-			return EINVAL;
-		}
-	}
+	if (!(env && env[0]) && (e = objfs_mount_at(canon, &uid, err, errlen)))
+		return e;
 	e = ctl_registry_path(uid >= 0 ? (unsigned)uid : (unsigned)geteuid(), canon, path, len);
 	if (e) {
 		snprintf(err, errlen, "'%s': %s", canon, strerror(e));

@@ -89,6 +89,9 @@ void ctl_server_stop(struct ctl_server *srv);
 
 /* ---- client ---- */
 
+/* Whether mountpoint is an objfs mount (type fuse.objfs, or fuse): 0, ENOENT when nothing is
+ * mounted there, EINVAL for another file system; one line in err. */
+int ctl_check_mount(const char *mountpoint, char *err, size_t errlen);
 /* The socket registered for mountpoint (PATH_MAX). 0, or errno with one line in err
  * ("'/mnt/x' is not an objfs mount: ..."). */
 int ctl_socket_for_mountpoint(const char *mountpoint, char *path, size_t len, char *err, size_t errlen);

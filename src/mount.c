@@ -157,7 +157,8 @@ static int mount_check_mountpoint(struct mount_state *ms, char *err, size_t errl
 
 		if (e == ENOTCONN)
 			mount_errf(err, errlen,
-				 "mountpoint '%s' is a dead FUSE mount: run 'fusermount3 -u %s' first",
+				 "mountpoint '%s' is a dead FUSE mount: run 'objfs umount %s' (or "
+				 "fusermount3 -u) first",
 				 mp, mp);
 		else if (e == ENOENT)
 			mount_errf(err, errlen, "mountpoint '%s' does not exist: create it first", mp);

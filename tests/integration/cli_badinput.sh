@@ -3,6 +3,7 @@
 # on stderr, a non-zero exit and no hang: wrong secret key, unknown access key, missing
 # bucket, closed port, malformed endpoint, unsafe passwd file, missing profile. Also the
 # credential sources that should work (passwd file, bucket line, shared credentials file).
+# objfs umount refuses what is not an objfs mount (a tmpfs, a plain directory).
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 harness_init cli_badinput
@@ -120,3 +121,15 @@ if grep -q "no such object" err; then fail "a server failure was reported as abs
 proxy_mode '{}'
 "$OBJFS_BIN" stat "s3://$bucket/via-passwd" -o "$pep" >/dev/null || fail "the proxy path works when no fault is injected"
 pass "without faults the same path works"
+
+# objfs umount only ever unmounts objfs: as root, umount2 would take any file system
+mkdir -p "$HARNESS_DIR/tmpfs" "$HARNESS_DIR/plain"
+mount -t tmpfs objfs-test-tmpfs "$HARNESS_DIR/tmpfs"
+expect_fail "objfs umount of a tmpfs" 1 "is not an objfs mount \(it is tmpfs\): not unmounting it" \
+	"$OBJFS_BIN" umount "$HARNESS_DIR/tmpfs"
+still=0
+awk -v d="$HARNESS_DIR/tmpfs" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo || still=1
+umount "$HARNESS_DIR/tmpfs"
+[[ $still == 0 ]] || fail "objfs umount unmounted a tmpfs"
+expect_fail "objfs umount of a plain directory" 1 "is not a mount point" \
+	"$OBJFS_BIN" umount "$HARNESS_DIR/plain"

@@ -63,7 +63,13 @@ held=$(proxy_stat held_requests)
 [[ $before -lt $nfiles ]] || fail "the sync finished before the kill ($before objects): make it slower"
 pass "killed objfs with $before of $nfiles small files at the server and $held part uploads held"
 wait "$pid1" 2>/dev/null || true
-fusermount3 -u -z "$mp" || fail "fusermount3 -u -z of the dead mount failed"
+# what a user does next: objfs umount knows the daemon is gone and only unmounts
+"$OBJFS_BIN" umount "$mp" >"$HARNESS_DIR/umount.out" 2>&1 ||
+	fail "objfs umount of the dead mount failed: $(cat "$HARNESS_DIR/umount.out")"
+grep -q "not running there any more; unmounting without draining" "$HARNESS_DIR/umount.out" ||
+	fail "objfs umount of the dead mount said: $(cat "$HARNESS_DIR/umount.out")"
+! awk -v d="$mp" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo || fail "the dead mount is still mounted"
+pass "objfs umount of the dead mount: $(cat "$HARNESS_DIR/umount.out")"
 proxy_mode '{}'
 harness_wait_for '[[ $(proxy_stat current_requests) -eq 0 ]]' 30 ||
 	fail "requests of the dead daemon still in the proxy: $(proxy_stats)"
