@@ -423,9 +423,11 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 		return ENOENT;
 	switch (meta_cache_get_attr(fs->mc, key, ma)) {
 	case META_HIT:
-		if (!(ma->flags & META_PENDING) || !fs->sync)
+		/* Was pending when cached and is not any more: a file's attributes are what was
+		 * uploaded, and only its ETag is unknown, which an open for reading fetches
+		 * (fo_open_read_source). A directory is asked again (marker or implicit). */
+		if (!(ma->flags & META_PENDING) || !fs->sync || !S_ISDIR(ma->mode))
 			return 0;
-		/* was pending when cached and is not any more: ask the store for its ETag */
 		meta_cache_invalidate(fs->mc, key);
 		break;
 	case META_NEGATIVE:

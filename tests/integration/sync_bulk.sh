@@ -6,7 +6,8 @@
 # mtime), and nothing else is in the bucket. Then one large file goes up as a multipart
 # upload whose parts are sent in parallel: the fault proxy holds part PUTs until at least two
 # are waiting at the same time, then lets them go; the object has the right md5 and a
-# multipart ETag, and no upload is left open.
+# multipart ETag, and no upload is left open. Between the two, rm -rf of the uploaded tree
+# sends no HEAD per file (their attributes are still known) and empties the bucket.
 #
 # Sizes: SYNC_FILES (2000) files in SYNC_DIRS (20) directories, SYNC_BIG_MIB (256; the issue's
 # full size is 1024) MiB for the large file.
@@ -104,6 +105,14 @@ if bad:
 EOF
 pass "every object carries s3fs metadata: S_IFREG mode, uid $uid, gid $gid, mtime"
 assert_le "$(proxy_stat max_concurrent_conns)" 25 "the connection cap (25) held during the bulk sync"
+
+# ---- rm -rf of the tree this mount wrote: the files' attributes are known, no HEAD each ----
+proxy_reset
+rm -rf "$mp/tree" || fail "rm -rf of the uploaded tree failed"
+heads=$(proxy_stat requests.HEAD)
+timeout 120 "$OBJFS_BIN" sync "$mp" >"$HARNESS_DIR/sync3.out" 2>&1 || fail "objfs sync after rm -rf: $(cat "$HARNESS_DIR/sync3.out")"
+assert_le "$heads" $((2 * ndirs + 4)) "HEAD requests during rm -rf of $nfiles files this mount had uploaded"
+assert_eq "$(sync_keys "$bucket" tree/ | wc -l)" 0 "after rm -rf and objfs sync nothing of the tree is in the bucket"
 
 # ---- one large file, multipart with parts in parallel ----
 head -c $((big_mib << 20)) /dev/urandom >"$HARNESS_DIR/big.bin"
