@@ -932,6 +932,7 @@ static int fo_refuse_source(const char *what, const char *key)
 struct fo_base {
 	struct store *st;
 	char *key;
+	char *origin; /* a pending rename's origin, which holds the bytes until its copy is done */
 	char etag[80];
 	char spool[PATH_MAX];
 };
@@ -941,6 +942,7 @@ static void fo_base_free(void *ud)
 	struct fo_base *b = ud;
 
 	free(b->key);
+	free(b->origin);
 	free(b);
 }
 
@@ -969,24 +971,43 @@ static int fo_base_fill(void *ud, int fd, uint64_t size)
 		}
 		/* uploaded meanwhile: read it from the store */
 	}
-	rv = b->st->ops->get(b->st, b->key, 0, UINT64_MAX, b->etag[0] ? b->etag : NULL, NULL, fd, 0,
-			     &got);
+	rv = b->st->ops->get(b->st, b->origin ? b->origin : b->key, 0, UINT64_MAX,
+			     b->etag[0] ? b->etag : NULL, NULL, fd, 0, &got);
+	if (rv == ENOENT && b->origin) /* the rename's copy is done: the bytes are at key */
+		rv = b->st->ops->get(b->st, b->key, 0, UINT64_MAX, NULL, NULL, fd, 0, &got);
 	if (rv)
 		return fo_store_errno(rv);
 	return got == size ? 0 : EIO;
 }
 
-/* The full store attributes of key for a rewrite (extra metadata preserved). */
+/* The full store attributes of key for a rewrite (extra metadata preserved). spool (PATH_MAX,
+ * may be NULL) gets the pending content's file; origin (PATH_MAX, may be NULL) the origin of
+ * a pending rename from a stored object while that object still holds the bytes ("" else). */
 static int fo_full_attr(struct fuse_ops_fs *fs, const char *key, const struct meta_attr *ma,
-			struct store_attr *sa, char *spool)
+			struct store_attr *sa, char *spool, char *origin)
 {
+	char from[PATH_MAX];
+	const char *where;
 	bool removed;
+	int rv;
 
 	store_attr_init(sa);
 	if (spool)
 		spool[0] = '\0';
-	if (fs->sync && sync_lookup(fs->sync, key, sa, spool, &removed) == 1 && !removed && sa->has)
-		return 0;
+	if (origin)
+		origin[0] = '\0';
+	if (fs->sync && sync_lookup(fs->sync, key, sa, spool, &removed) == 1 && !removed) {
+		if (sa->has)
+			return 0;
+		if (sync_lookup_origin(fs->sync, key, from, sizeof(from)) == 1) {
+			store_attr_free(sa);
+			store_attr_init(sa);
+			rv = fo_head_renamed(fs, key, from, sa, &where);
+			if (!rv && origin && where == from)
+				snprintf(origin, PATH_MAX, "%s", from);
+			return fo_store_errno(rv);
+		}
+	}
 	store_attr_free(sa);
 	store_attr_init(sa);
 	if (spool)
@@ -1014,7 +1035,13 @@ static int fo_stage_existing(struct fuse_ops_fs *fs, const char *key, const stru
 		free(b);
 		return ENOMEM;
 	}
-	rv = fo_full_attr(fs, key, ma, &sa, b->spool);
+	char origin[PATH_MAX];
+
+	rv = fo_full_attr(fs, key, ma, &sa, b->spool, origin);
+	if (!rv && origin[0] && !(b->origin = strdup(origin))) {
+		store_attr_free(&sa);
+		rv = ENOMEM;
+	}
 	if (rv) {
 		fo_base_free(b);
 		return rv;
@@ -1131,9 +1158,23 @@ static int fo_readlink(const char *path, char *buf, size_t size)
 	}
 	struct data_cache_file *f;
 	struct store *st = (ma.flags & META_IN_SOURCE) ? fs->src : fs->dst;
+	const char *from = key;
+	char origin[PATH_MAX];
 	ssize_t n;
 
-	f = data_cache_open(fs->dc, st, key, ma.etag, ma.size, &rv);
+	if (fs->sync && sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1) {
+		/* renamed from a stored link: its target is at the origin until the copy is done */
+		struct store_attr oa;
+
+		store_attr_init(&oa);
+		rv = fo_head_renamed(fs, key, origin, &oa, &from);
+		snprintf(ma.etag, sizeof(ma.etag), "%s", oa.etag);
+		ma.size = oa.size;
+		store_attr_free(&oa);
+		if (rv)
+			return -fo_store_errno(rv);
+	}
+	f = data_cache_open(fs->dc, st, from, ma.etag, ma.size, &rv);
 	if (!f)
 		return -fo_store_errno(rv);
 	n = data_cache_read(f, buf, size - 1, 0);
@@ -2205,14 +2246,14 @@ static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct
 	}
 	if (S_ISDIR(ma.mode)) {
 		snprintf(marker, sizeof(marker), "%s/", key);
-		rv = fo_full_attr(fs, marker, &ma, &sa, NULL);
+		rv = fo_full_attr(fs, marker, &ma, &sa, NULL, NULL);
 		if (rv == ENOENT) {
 			/* implicit directory: a marker carries the attributes from now on */
 			fo_new_store_attr(S_IFDIR | (ma.mode & 07777), &sa);
 			rv = 0;
 		}
 	} else {
-		rv = fo_full_attr(fs, key, &ma, &sa, NULL);
+		rv = fo_full_attr(fs, key, &ma, &sa, NULL, NULL);
 	}
 	if (rv)
 		return -rv;
