@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""fsmodel.py MOUNT MODEL NOPS SEED - random file-system operations, the same on the mount
+and on a local directory (the model), with the trees compared after every one.
+
+The operations draw from a few names in a few directories, so that they collide: write,
+append, truncate, rename of files (onto existing names too), rename of directories, unlink,
+mkdir, rmdir, symlink. Every operation must give the same result on both (success, or the
+same errno), and afterwards both trees must hold the same names, types, file contents and
+link targets. Run with a short settle delay, uploads, renames and deletes commit while the
+next operations look the names up; with a long one, everything stays pending. Exit 0 when
+the mount matched the model all the way, 1 with the operation and the last few before it."""
+import errno
+import hashlib
+import os
+import random
+import sys
+
+NAMES = ["a", "b", "c", "d a", "\u00e9"]
+DIRS = ["", "x", "y", "x/z"]
+MORE_DIRS = ["w", "y/v"]
+
+
+def snapshot(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            key = os.path.normpath(os.path.join(rel, d))
+            out[key] = "link:" + os.readlink(full) if os.path.islink(full) else "dir"
+        for f in filenames:
+            full = os.path.join(dirpath, f)
+            key = os.path.normpath(os.path.join(rel, f))
+            if os.path.islink(full):
+                out[key] = "link:" + os.readlink(full)
+            else:
+                with open(full, "rb") as fh:
+                    out[key] = hashlib.md5(fh.read()).hexdigest()
+    return out
+
+
+class Ops:
+    def __init__(self, rnd):
+        self.rnd = rnd
+
+    def path(self):
+        return os.path.join(self.rnd.choice(DIRS), self.rnd.choice(NAMES))
+
+    def next(self):
+        """One operation: (description, function of a root directory)."""
+        rnd = self.rnd
+        kind = rnd.choice(["write", "write", "append", "truncate", "rename", "rename",
+                           "renamedir", "unlink", "mkdir", "rmdir", "symlink"])
+        p, q = self.path(), self.path()
+        data = os.urandom(rnd.choice([0, 10, 5000, 70000]))
+        size = rnd.choice([0, 3, 100000])
+        target = "target-%d" % rnd.randrange(1000)
+        d1 = rnd.choice(DIRS[1:])
+        d2 = rnd.choice(DIRS[1:] + MORE_DIRS)
+
+        def write(r):
+            with open(os.path.join(r, p), "wb") as fh:
+                fh.write(data)
+
+        def append(r):
+            with open(os.path.join(r, p), "ab") as fh:
+                fh.write(data)
+
+        def truncate(r):
+            os.truncate(os.path.join(r, p), size)
+
+        def rename(r):
+            a, b = os.path.join(r, p), os.path.join(r, q)
+            if os.path.isdir(a) or os.path.isdir(b):
+                raise OSError(errno.EISDIR, "files only")
+            os.rename(a, b)
+
+        def renamedir(r):
+            if (d2 + "/").startswith(d1 + "/"):
+                raise OSError(errno.EINVAL, "into itself")
+            os.rename(os.path.join(r, d1), os.path.join(r, d2))
+
+        def unlink(r):
+            os.unlink(os.path.join(r, p))
+
+        def mkdir(r):
+            os.mkdir(os.path.join(r, d2))
+
+        def rmdir(r):
+            os.rmdir(os.path.join(r, d2))
+
+        def symlink(r):
+            os.symlink(target, os.path.join(r, p))
+
+        args = {"renamedir": (d1, d2), "mkdir": (d2,), "rmdir": (d2,), "rename": (p, q)}
+        return "%s %r" % (kind, args.get(kind, (p,))), locals()[kind]
+
+
+def run(root, fn):
+    try:
+        fn(root)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def main():
+    mnt, model, nops, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    ops = Ops(random.Random(seed))
+    history = []
+    for i in range(nops):
+        what, fn = ops.next()
+        got, want = run(mnt, fn), run(model, fn)
+        history.append("%d %s -> %s" % (i, what, errno.errorcode.get(want, want)))
+        last = "; ".join(history[-6:])
+        if got != want:
+            print("op %d %s: the mount gave %s, the model %s (last ops: %s)" % (
+                i, what, errno.errorcode.get(got, got), errno.errorcode.get(want, want), last))
+            return 1
+        try:
+            a, b = snapshot(mnt), snapshot(model)
+        except OSError as e:
+            print("op %d %s: reading the trees failed: %s (last ops: %s)" % (i, what, e, last))
+            return 1
+        if a != b:
+            diff = ["%r: mount %s, model %s" % (k, a.get(k), b.get(k))
+                    for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            print("op %d %s: the trees differ: %s (last ops: %s)" % (i, what, "; ".join(diff), last))
+            return 1
+    print("%d operations (seed %d): the mount matched the model after each" % (nops, seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
