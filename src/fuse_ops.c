@@ -269,22 +269,34 @@ static void fo_new_store_attr(mode_t mode, struct store_attr *sa)
 
 /* ---- lookup ---- */
 
-/* HEAD the stored bytes of key, which a pending rename moves from origin: they are at origin
- * until the rename's copy is done and at key after it (the origin is deleted right after the
- * copy, before the rename is committed). 0 (*where names the key holding them: origin or
- * key), or the store's errno. */
-static int fo_head_renamed(struct fuse_ops_fs *fs, const char *key, const char *origin,
-			   struct store_attr *sa, const char **where)
-{
-	int rv = store_head(fs->dst, origin, NULL, sa);
+#define FO_NOT_RENAMED (-1)
+#define FO_RENAME_CHAIN_MAX 32
 
-	*where = origin;
-	if (rv == ENOENT) {
+/* HEAD the stored bytes of key when pending renames move them from an object already stored:
+ * they are at the origin, at a key between (a chain of renames), or at key once the last
+ * copy is done; each rename deletes its source only after the copy, so trying the keys in
+ * order finds them. sa must be initialised. 0 (where, PATH_MAX, names the key holding them),
+ * FO_NOT_RENAMED when key is no such rename, or the store's errno. */
+static int fo_head_renamed(struct fuse_ops_fs *fs, const char *key, struct store_attr *sa,
+			   char *where)
+{
+	char *keys[FO_RENAME_CHAIN_MAX];
+	size_t n = fs->sync ? sync_lookup_origins(fs->sync, key, keys, FO_RENAME_CHAIN_MAX) : 0;
+	int rv = ENOENT;
+
+	if (!n)
+		return FO_NOT_RENAMED;
+	for (size_t i = 0; i <= n && rv == ENOENT; i++) {
+		const char *k = i < n ? keys[i] : key;
+
 		store_attr_free(sa);
 		store_attr_init(sa);
-		rv = store_head(fs->dst, key, NULL, sa);
-		*where = key;
+		rv = store_head(fs->dst, k, NULL, sa);
+		if (rv == 0)
+			snprintf(where, PATH_MAX, "%s", k);
 	}
+	while (n)
+		free(keys[--n]);
 	return rv;
 }
 
@@ -293,16 +305,14 @@ static int fo_head_renamed(struct fuse_ops_fs *fs, const char *key, const char *
 static int fo_pending_attr(struct fuse_ops_fs *fs, const char *key, struct store_attr *sa,
 			   bool *removed)
 {
-	char origin[PATH_MAX];
-	const char *where;
+	char where[PATH_MAX];
 	struct store_attr oa;
 	int r = sync_lookup(fs->sync, key, sa, NULL, removed);
 
 	if (r != 1 || *removed || sa->has)
 		return r;
 	store_attr_init(&oa);
-	if (sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1 &&
-	    fo_head_renamed(fs, key, origin, &oa, &where) == 0) {
+	if (fo_head_renamed(fs, key, &oa, where) == 0) {
 		store_attr_free(sa);
 		*sa = oa;
 	} else {
@@ -930,6 +940,7 @@ static int fo_refuse_source(const char *what, const char *key)
 /* ---- copy-up of existing content into a staged file ---- */
 
 struct fo_base {
+	struct fuse_ops_fs *fs;
 	struct store *st;
 	char *key;
 	char *origin; /* a pending rename's origin, which holds the bytes until its copy is done */
@@ -971,10 +982,21 @@ static int fo_base_fill(void *ud, int fd, uint64_t size)
 		}
 		/* uploaded meanwhile: read it from the store */
 	}
-	rv = b->st->ops->get(b->st, b->origin ? b->origin : b->key, 0, UINT64_MAX,
-			     b->etag[0] ? b->etag : NULL, NULL, fd, 0, &got);
-	if (rv == ENOENT && b->origin) /* the rename's copy is done: the bytes are at key */
-		rv = b->st->ops->get(b->st, b->key, 0, UINT64_MAX, NULL, NULL, fd, 0, &got);
+	const char *from = b->origin ? b->origin : b->key;
+	char where[PATH_MAX];
+
+	for (int attempt = 0;; attempt++) {
+		struct store_attr sa;
+
+		rv = b->st->ops->get(b->st, from, 0, UINT64_MAX,
+				     attempt == 0 && b->etag[0] ? b->etag : NULL, NULL, fd, 0, &got);
+		if (rv != ENOENT || !b->origin || attempt == 2)
+			break;
+		/* pending renames moved the bytes on since they were found: find them again */
+		store_attr_init(&sa);
+		from = fo_head_renamed(b->fs, b->key, &sa, where) == 0 ? where : b->key;
+		store_attr_free(&sa);
+	}
 	if (rv)
 		return fo_store_errno(rv);
 	return got == size ? 0 : EIO;
@@ -986,8 +1008,7 @@ static int fo_base_fill(void *ud, int fd, uint64_t size)
 static int fo_full_attr(struct fuse_ops_fs *fs, const char *key, const struct meta_attr *ma,
 			struct store_attr *sa, char *spool, char *origin)
 {
-	char from[PATH_MAX];
-	const char *where;
+	char where[PATH_MAX];
 	bool removed;
 	int rv;
 
@@ -999,12 +1020,10 @@ static int fo_full_attr(struct fuse_ops_fs *fs, const char *key, const struct me
 	if (fs->sync && sync_lookup(fs->sync, key, sa, spool, &removed) == 1 && !removed) {
 		if (sa->has)
 			return 0;
-		if (sync_lookup_origin(fs->sync, key, from, sizeof(from)) == 1) {
-			store_attr_free(sa);
-			store_attr_init(sa);
-			rv = fo_head_renamed(fs, key, from, sa, &where);
-			if (!rv && origin && where == from)
-				snprintf(origin, PATH_MAX, "%s", from);
+		rv = fo_head_renamed(fs, key, sa, where);
+		if (rv != FO_NOT_RENAMED) {
+			if (!rv && origin && strcmp(where, key) != 0)
+				snprintf(origin, PATH_MAX, "%s", where);
 			return fo_store_errno(rv);
 		}
 	}
@@ -1046,6 +1065,7 @@ static int fo_stage_existing(struct fuse_ops_fs *fs, const char *key, const stru
 		fo_base_free(b);
 		return rv;
 	}
+	b->fs = fs;
 	b->st = (ma->flags & META_IN_SOURCE) ? fs->src : fs->dst;
 	snprintf(b->etag, sizeof(b->etag), "%s", sa.etag[0] ? sa.etag : ma->etag);
 	/* everything s3fs keeps, so the rewrite carries it */
@@ -1158,22 +1178,22 @@ static int fo_readlink(const char *path, char *buf, size_t size)
 	}
 	struct data_cache_file *f;
 	struct store *st = (ma.flags & META_IN_SOURCE) ? fs->src : fs->dst;
-	const char *from = key;
-	char origin[PATH_MAX];
+	char from[PATH_MAX];
+	struct store_attr oa;
 	ssize_t n;
 
-	if (fs->sync && sync_lookup_origin(fs->sync, key, origin, sizeof(origin)) == 1) {
-		/* renamed from a stored link: its target is at the origin until the copy is done */
-		struct store_attr oa;
-
-		store_attr_init(&oa);
-		rv = fo_head_renamed(fs, key, origin, &oa, &from);
+	/* renamed from a stored link: its target is at the origin until the copy is done */
+	store_attr_init(&oa);
+	rv = fo_head_renamed(fs, key, &oa, from);
+	if (rv == FO_NOT_RENAMED) {
+		snprintf(from, sizeof(from), "%s", key);
+	} else if (rv == 0) {
 		snprintf(ma.etag, sizeof(ma.etag), "%s", oa.etag);
 		ma.size = oa.size;
-		store_attr_free(&oa);
-		if (rv)
-			return -fo_store_errno(rv);
 	}
+	store_attr_free(&oa);
+	if (rv > 0)
+		return -fo_store_errno(rv);
 	f = data_cache_open(fs->dc, st, from, ma.etag, ma.size, &rv);
 	if (!f)
 		return -fo_store_errno(rv);
@@ -1521,17 +1541,16 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 					return 0;
 				continue; /* uploaded meanwhile: look again */
 			}
-			if (sync_lookup_origin(fs->sync, h->key, origin, sizeof(origin)) == 1) {
-				struct store_attr oa;
-				const char *where;
+			struct store_attr oa;
 
-				store_attr_init(&oa);
-				rv = fo_head_renamed(fs, h->key, origin, &oa, &where);
+			store_attr_init(&oa);
+			rv = fo_head_renamed(fs, h->key, &oa, origin);
+			if (rv != FO_NOT_RENAMED) {
 				if (rv) {
 					store_attr_free(&oa);
 					return fo_store_errno(rv);
 				}
-				h->read_key = strdup(where);
+				h->read_key = strdup(origin);
 				h->st = fs->dst;
 				h->dcf = h->read_key ? data_cache_open(fs->dc, fs->dst, h->read_key,
 								       oa.etag, oa.size, &rv)
@@ -1539,6 +1558,7 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 				store_attr_free(&oa);
 				return h->dcf ? 0 : (h->read_key ? rv : ENOMEM);
 			}
+			store_attr_free(&oa);
 			if (S_ISLNK(h->attr.mode))
 				return 0; /* in memory; reads of a symlink do not happen */
 		} else {
@@ -1716,13 +1736,22 @@ static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
 						 h->attr.etag, h->attr.size, &(int){0});
 		return h->dcf ? 0 : EIO;
 	}
+	/* gone from where it was read: a pending rename's copy moved it on (to key, or to a key
+	 * between in a chain of renames) */
+	char where[PATH_MAX];
+
 	store_attr_init(&sa);
-	rv = store_head(fs->dst, h->key, NULL, &sa);
+	rv = fo_head_renamed(fs, h->key, &sa, where);
+	if (rv == FO_NOT_RENAMED) {
+		snprintf(where, sizeof(where), "%s", h->key);
+		rv = store_head(fs->dst, h->key, NULL, &sa);
+	}
 	if (rv == 0) {
 		free(h->read_key);
-		h->read_key = NULL;
+		h->read_key = strcmp(where, h->key) ? strdup(where) : NULL;
 		h->st = fs->dst;
-		h->dcf = data_cache_open(fs->dc, fs->dst, h->key, sa.etag, sa.size, &rv);
+		h->dcf = data_cache_open(fs->dc, fs->dst, h->read_key ? h->read_key : h->key, sa.etag,
+					 sa.size, &rv);
 	}
 	store_attr_free(&sa);
 	return h->dcf ? 0 : rv ? rv : EIO;

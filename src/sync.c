@@ -629,10 +629,8 @@ struct sync_view {
 	enum view_kind kind;
 	const struct sync_item *content; /* FILE, MEM: the item holding the bytes */
 	const struct store_attr *attr;   /* NULL: unknown */
-	const char *origin;              /* ORIGIN: where the stored bytes are now */
+	const struct sync_item *via;     /* ORIGIN: the rename that made it (rename_chain) */
 };
-
-static const char *rename_origin(const struct sync_item *r);
 
 /* Apply the chain of k up to (not including) stop. */
 static void view_of(const struct sync_key *k, const struct sync_link *stop, struct sync_view *v)
@@ -646,7 +644,7 @@ static void view_of(const struct sync_key *k, const struct sync_link *stop, stru
 			v->kind = it->kind == ITEM_PUT_FILE ? VIEW_FILE : VIEW_MEM;
 			v->content = it;
 			v->attr = &it->attr;
-			v->origin = NULL;
+			v->via = NULL;
 			break;
 		case ITEM_REMOVE:
 			memset(v, 0, sizeof(*v));
@@ -666,12 +664,12 @@ static void view_of(const struct sync_key *k, const struct sync_link *stop, stru
 				v->kind = it->spool ? VIEW_FILE : VIEW_MEM;
 				v->content = it;
 				v->attr = it->has_attr ? &it->attr : NULL;
-				v->origin = NULL;
+				v->via = NULL;
 			} else {
 				v->kind = VIEW_ORIGIN;
 				v->content = NULL;
 				v->attr = it->has_attr ? &it->attr : NULL;
-				v->origin = rename_origin(it);
+				v->via = it;
 			}
 			break;
 		case ITEM_ABORT:
@@ -680,11 +678,22 @@ static void view_of(const struct sync_key *k, const struct sync_link *stop, stru
 	}
 }
 
-static const char *rename_origin(const struct sync_item *r)
+/* Append to keys the keys the stored bytes pass through before rename r lands them at
+ * r->key, oldest first: the chain of renames into r's source, then that source. false when
+ * out of memory. */
+static bool rename_chain(const struct sync_item *r, char **keys, size_t *n, size_t max)
 {
 	struct sync_view v;
+
 	view_of(r->links[1].key, &r->links[1], &v);
-	return v.kind == VIEW_ORIGIN && v.origin ? v.origin : r->src_key;
+	if (v.kind == VIEW_ORIGIN && v.via && !rename_chain(v.via, keys, n, max))
+		return false;
+	if (*n < max) {
+		if (!(keys[*n] = strdup(r->src_key)))
+			return false;
+		(*n)++;
+	}
+	return true;
 }
 
 /* ---- statistics ---- */
@@ -3058,21 +3067,19 @@ int sync_lookup(struct sync *s, const char *key, struct store_attr *attr, char *
 	return ret;
 }
 
-int sync_lookup_origin(struct sync *s, const char *key, char *origin, size_t len)
+size_t sync_lookup_origins(struct sync *s, const char *key, char **keys, size_t max)
 {
 	struct sync_view v;
-	int ret = 0;
+	size_t n = 0;
 
-	if (len)
-		origin[0] = '\0';
 	pthread_mutex_lock(&s->lock);
 	view_of(key_find(s, key), NULL, &v);
-	if (v.kind == VIEW_ORIGIN && v.origin && strlen(v.origin) < len) {
-		snprintf(origin, len, "%s", v.origin);
-		ret = 1;
+	if (v.kind == VIEW_ORIGIN && v.via && !rename_chain(v.via, keys, &n, max)) {
+		while (n)
+			free(keys[--n]);
 	}
 	pthread_mutex_unlock(&s->lock);
-	return ret;
+	return n;
 }
 
 int sync_lookup_mem(struct sync *s, const char *key, void *buf, size_t buflen, size_t *len)

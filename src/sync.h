@@ -131,15 +131,19 @@ int sync_set_attr(struct sync *s, const char *key, const struct store_attr *attr
  * attr (and spool_path) may be NULL; a filled attr owns memory: store_attr_free() it.
  * attr->has/size are what the records say: for the destination of a server-side rename
  * whose source is already stored (no local copy), nothing is known locally (attr->has == 0,
- * size 0, spool_path ""): use sync_lookup_origin() to find the key to read it from.
+ * size 0, spool_path ""): use sync_lookup_origins() to find the keys to read it from.
  * The spool file is deleted once the item is at the destination: on ENOENT when opening it,
  * look up again (or read the destination). */
 int sync_lookup(struct sync *s, const char *key, struct store_attr *attr, char *spool_path,
 		bool *removed);
-/* When key's pending state is "renamed from an object already at the destination", copy
- * into origin (len bytes) the key its content can still be read from and return 1; else 0
- * (no pending state, a local copy, or removed). ENAMETOOLONG as 0 with origin "". */
-int sync_lookup_origin(struct sync *s, const char *key, char *origin, size_t len);
+/* When key's pending state is "renamed from an object already at the destination" (perhaps
+ * through a chain of renames: a to b to c while a's copy is pending): the keys the stored
+ * bytes may be at before key, oldest first (the origin first). Each rename copies, then
+ * deletes its source, so a reader that tries them in order, then key, finds the bytes.
+ * Returns how many it put in keys (at most max, each malloc'd: free them); 0 when key is not
+ * renamed from an object already stored (no pending state, a local copy, removed) or out of
+ * memory. */
+size_t sync_lookup_origins(struct sync *s, const char *key, char **keys, size_t max);
 /* When key's pending content is in memory (sync_put_mem, e.g. a symlink target): copy up to
  * buflen bytes into buf, set *len to its full length and return 1; else 0. */
 int sync_lookup_mem(struct sync *s, const char *key, void *buf, size_t buflen, size_t *len);

@@ -1519,7 +1519,7 @@ static void test_rename_local_and_server_side(void **state)
 {
 	struct fx *x = *state;
 	struct store_attr a;
-	char spool[PATH_MAX], buf[64], origin[64];
+	char spool[PATH_MAX], buf[64], *origins[4];
 	bool removed;
 
 	/* content still local: uploaded under the new name, no server-side copy */
@@ -1534,7 +1534,7 @@ static void test_rename_local_and_server_side(void **state)
 	store_attr_free(&a);
 	read_file(spool, buf, sizeof(buf));
 	assert_string_equal(buf, "one");
-	assert_int_equal(sync_lookup_origin(x->s, "b", origin, sizeof(origin)), 0);
+	assert_int_equal(sync_lookup_origins(x->s, "b", origins, 4), 0);
 	assert_int_equal(sync_start(x->s), 0);
 	assert_int_equal(sync_wait_all(x->s, NULL, NULL), 0);
 	assert_object(x->f, "b", "one");
@@ -1554,8 +1554,16 @@ static void test_rename_local_and_server_side(void **state)
 	assert_int_equal(a.has, 0);
 	assert_string_equal(spool, "");
 	store_attr_free(&a);
-	assert_int_equal(sync_lookup_origin(x->s, "e", origin, sizeof(origin)), 1);
-	assert_string_equal(origin, "c");
+	/* the bytes are at c until the first copy is done, then at d until the second is */
+	assert_int_equal(sync_lookup_origins(x->s, "e", origins, 4), 2);
+	assert_string_equal(origins[0], "c");
+	assert_string_equal(origins[1], "d");
+	free(origins[0]);
+	free(origins[1]);
+	assert_int_equal(sync_lookup_origins(x->s, "e", origins, 1), 1); /* at most max */
+	assert_string_equal(origins[0], "c");
+	free(origins[0]);
+	assert_int_equal(sync_lookup_origins(x->s, "d", origins, 4), 0); /* renamed away */
 	assert_int_equal(sync_lookup(x->s, "c", NULL, NULL, &removed), 1);
 	assert_true(removed);
 	gate_op(x->f, OP_COPY, false);
