@@ -1068,6 +1068,7 @@ static int fo_stage_existing(struct fuse_ops_fs *fs, const char *key, const stru
 	b->fs = fs;
 	b->st = (ma->flags & META_IN_SOURCE) ? fs->src : fs->dst;
 	snprintf(b->etag, sizeof(b->etag), "%s", sa.etag[0] ? sa.etag : ma->etag);
+	sa.etag[0] = '\0'; /* the staged file's attributes describe new content, ETag unknown */
 	/* everything s3fs keeps, so the rewrite carries it */
 	if (!(sa.has & STORE_HAS_MODE))
 		sa.mode = ma->mode;
@@ -1566,14 +1567,22 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 		}
 		break;
 	}
-	if (!h->attr.etag[0] && (h->attr.flags & META_PENDING)) {
-		/* uploaded since we learnt its attributes: fetch the ETag */
-		meta_cache_invalidate(fs->mc, h->key);
-		rv = fo_getattr_key(fs, h->key, &h->attr);
-		if (rv)
-			return rv;
-	}
 	h->st = (h->attr.flags & META_IN_SOURCE) ? fs->src : fs->dst;
+	if (!h->attr.etag[0]) {
+		/* Attributes from the journal (uploaded since, or a metadata change pending) carry
+		 * no ETag: ask the store, so that the data cache never takes cached blocks of
+		 * another version for these. */
+		struct store_attr sa;
+
+		store_attr_init(&sa);
+		rv = store_head(h->st, h->key, NULL, &sa);
+		snprintf(h->attr.etag, sizeof(h->attr.etag), "%s", sa.etag);
+		if (!rv)
+			h->attr.size = sa.size;
+		store_attr_free(&sa);
+		if (rv)
+			return fo_store_errno(rv);
+	}
 	h->dcf = data_cache_open(fs->dc, h->st, h->key, h->attr.etag, h->attr.size, &rv);
 	return h->dcf ? 0 : fo_store_errno(rv);
 }
@@ -1729,12 +1738,20 @@ static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
 		h->dcf = NULL;
 	}
 	if (err == ESTALE) {
+		/* the store says what it is now (attributes from the journal may be older) */
+		const char *from = h->read_key ? h->read_key : h->key;
+
 		log_warn("'%s' changed while open; reading the new version", h->key);
 		meta_cache_invalidate(fs->mc, h->key);
-		if (fo_getattr_key(fs, h->key, &h->attr) == 0)
-			h->dcf = data_cache_open(fs->dc, h->st, h->read_key ? h->read_key : h->key,
-						 h->attr.etag, h->attr.size, &(int){0});
-		return h->dcf ? 0 : EIO;
+		store_attr_init(&sa);
+		rv = store_head(h->st, from, NULL, &sa);
+		if (rv == 0) {
+			h->dcf = data_cache_open(fs->dc, h->st, from, sa.etag, sa.size, &rv);
+			h->attr.size = sa.size;
+			snprintf(h->attr.etag, sizeof(h->attr.etag), "%s", sa.etag);
+		}
+		store_attr_free(&sa);
+		return h->dcf ? 0 : rv ? fo_store_errno(rv) : EIO;
 	}
 	/* gone from where it was read: a pending rename's copy moved it on (to key, or to a key
 	 * between in a chain of renames) */
@@ -2323,7 +2340,7 @@ static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct
 		fo_attr_from_store(fs, &sa, S_ISDIR(ma.mode),
 				   META_PENDING | (S_ISDIR(ma.mode) ? META_MARKER : 0), &na);
 		na.size = ma.size;
-		snprintf(na.etag, sizeof(na.etag), "%s", ma.etag);
+		na.etag[0] = '\0'; /* the copy that applies it may give the object a new ETag */
 		meta_cache_set_attr(fs->mc, key, &na);
 	}
 	store_attr_free(&sa);
