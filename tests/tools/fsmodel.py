@@ -4,9 +4,11 @@ and on a local directory (the model), with the trees compared after every one.
 
 The operations draw from a few names in a few directories, so that they collide: write,
 append, truncate, rename of files (onto existing names too), rename of directories, unlink,
-mkdir, rmdir, symlink. Every operation must give the same result on both (success, or the
-same errno), and afterwards both trees must hold the same names, types, file contents and
-link targets. Run with a short settle delay, uploads, renames and deletes commit while the
+mkdir, rmdir, symlink, chmod, and utime to a fixed time. Every operation must give the same
+result on both (success, or the same errno), and afterwards both trees must hold the same
+names, types, permission bits, file contents, link targets, and the modification times that
+utime set on files (times from writes differ between the two by nature; a directory's
+changes with its entries locally, which objfs does not store, as s3fs does not). Run with a short settle delay, uploads, renames and deletes commit while the
 next operations look the names up; with a long one, everything stays pending. Exit 0 when
 the mount matched the model all the way, 1 with the operation and the last few before it."""
 import errno
@@ -20,6 +22,15 @@ DIRS = ["", "x", "y", "x/z"]
 MORE_DIRS = ["w", "y/v"]
 
 
+SET_TIMES = 1000000000  # utime sets times below 1e9 + 1000: only those are compared
+
+
+def attrs(full, with_mtime=True):
+    st = os.lstat(full)
+    mtime = " mtime %d" % st.st_mtime if with_mtime and st.st_mtime < SET_TIMES + 1000 else ""
+    return " mode %o%s" % (st.st_mode & 0o7777, mtime)
+
+
 def snapshot(root):
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -27,15 +38,18 @@ def snapshot(root):
         for d in dirnames:
             full = os.path.join(dirpath, d)
             key = os.path.normpath(os.path.join(rel, d))
-            out[key] = "link:" + os.readlink(full) if os.path.islink(full) else "dir"
+            out[key] = "link:" + os.readlink(full) if os.path.islink(full) else "dir" + attrs(full, False)
         for f in filenames:
             full = os.path.join(dirpath, f)
             key = os.path.normpath(os.path.join(rel, f))
-            if os.path.islink(full):
-                out[key] = "link:" + os.readlink(full)
-            else:
-                with open(full, "rb") as fh:
-                    out[key] = hashlib.md5(fh.read()).hexdigest()
+            try:
+                if os.path.islink(full):
+                    out[key] = "link:" + os.readlink(full)
+                else:
+                    with open(full, "rb") as fh:
+                        out[key] = hashlib.md5(fh.read()).hexdigest() + attrs(full)
+            except OSError as e:
+                raise OSError(e.errno, "%s: %s" % (key, e.strerror)) from e
     return out
 
 
@@ -50,13 +64,16 @@ class Ops:
         """One operation: (description, function of a root directory)."""
         rnd = self.rnd
         kind = rnd.choice(["write", "write", "append", "truncate", "rename", "rename",
-                           "renamedir", "unlink", "mkdir", "rmdir", "symlink"])
+                           "renamedir", "unlink", "mkdir", "rmdir", "symlink", "chmod", "utime"])
         p, q = self.path(), self.path()
         data = os.urandom(rnd.choice([0, 10, 5000, 70000]))
         size = rnd.choice([0, 3, 100000])
         target = "target-%d" % rnd.randrange(1000)
         d1 = rnd.choice(DIRS[1:])
         d2 = rnd.choice(DIRS[1:] + MORE_DIRS)
+        mode = rnd.choice([0o600, 0o640, 0o644, 0o700, 0o755])
+        when = SET_TIMES + rnd.randrange(1000)
+        anything = rnd.choice([p, d2])
 
         def write(r):
             with open(os.path.join(r, p), "wb") as fh:
@@ -92,7 +109,16 @@ class Ops:
         def symlink(r):
             os.symlink(target, os.path.join(r, p))
 
-        args = {"renamedir": (d1, d2), "mkdir": (d2,), "rmdir": (d2,), "rename": (p, q)}
+        def chmod(r):
+            if os.path.islink(os.path.join(r, anything)):
+                raise OSError(errno.EPERM, "links have no mode to change")
+            os.chmod(os.path.join(r, anything), mode)
+
+        def utime(r):
+            os.utime(os.path.join(r, anything), (when, when), follow_symlinks=False)
+
+        args = {"renamedir": (d1, d2), "mkdir": (d2,), "rmdir": (d2,), "rename": (p, q),
+                "chmod": (anything, oct(mode)), "utime": (anything, when)}
         return "%s %r" % (kind, args.get(kind, (p,))), locals()[kind]
 
 
