@@ -980,7 +980,7 @@ static bool cli_pid_running(long pid)
 static int cli_umount(struct cli_args *a)
 {
 	char mp[PATH_MAX], sock[PATH_MAX + 64], err[CLI_ERR_LEN];
-	bool lazy = a->seen['z'] || a->seen['l'];
+	bool lazy = a->seen['z'] || a->seen['l'], dead = false;
 	long pid = 0;
 	int rc = cli_one_mountpoint(a, "umount [--lazy] MOUNTPOINT");
 
@@ -1002,6 +1002,7 @@ static int cli_umount(struct cli_args *a)
 		rc = cli_mount_pid(sock, &pid);
 		if (rc == ENOENT || rc == ECONNREFUSED) {
 			/* killed or crashed: nothing to drain; the journal keeps the rest */
+			dead = true;
 			log_warn("'%s': objfs is not running there any more; unmounting without "
 				 "draining: what it had not uploaded stays in its journal for the next "
 				 "mount with the same cache_dir",
@@ -1020,6 +1021,8 @@ static int cli_umount(struct cli_args *a)
 	}
 	if (cli_unmount_fs(mp))
 		return CLI_EXIT_FAIL;
+	if (dead)
+		unlink(sock); /* its registry entry, which it could not remove itself */
 	/* The daemon exits once it has torn down; it drains anything written after the drain
 	 * above before it does. */
 	for (int i = 0; pid > 0 && cli_pid_running(pid); i++) {

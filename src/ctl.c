@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -626,6 +627,28 @@ static int registry_mkdir(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+/* Remove the entries of mounts that died without unregistering (kill -9, a crash): links
+ * "*.sock" whose socket is gone. Nothing else in dir is touched. */
+static void registry_sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		struct stat st;
+
+		if (n < 6 || strcmp(e->d_name + n - 5, ".sock") != 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
+		    fstatat(dirfd(d), e->d_name, &st, 0) < 0 && errno == ENOENT)
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+}
+
 int ctl_server_register(struct ctl_server *srv, const char *mountpoint, char *err, size_t errlen)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 32], target[PATH_MAX];
@@ -639,6 +662,8 @@ int ctl_server_register(struct ctl_server *srv, const char *mountpoint, char *er
 	char *slash = strrchr(path, '/');
 	*slash = '\0';
 	e = registry_mkdir(path, err, errlen);
+	if (!e)
+		registry_sweep(path);
 	*slash = '/';
 	if (e)
 		return e;

@@ -57,6 +57,8 @@ count_small() {
 }
 harness_wait_for '[[ $(proxy_stat held_requests) -ge 1 && $(count_small) -ge $kill_at ]]' 120 ||
 	fail "the sync did not get to $kill_at objects with a part upload held (at $(count_small))"
+reg=${OBJFS_RUNTIME_DIR:-/run/objfs}/$(sed 's|/|%2F|g' <<<"$mp").sock
+[[ -L $reg ]] || fail "the mount's control socket entry $reg is not registered"
 kill -KILL "$pid1"
 before=$(count_small)
 held=$(proxy_stat held_requests)
@@ -69,6 +71,7 @@ wait "$pid1" 2>/dev/null || true
 grep -q "not running there any more; unmounting without draining" "$HARNESS_DIR/umount.out" ||
 	fail "objfs umount of the dead mount said: $(cat "$HARNESS_DIR/umount.out")"
 ! awk -v d="$mp" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo || fail "the dead mount is still mounted"
+[[ ! -e $reg && ! -L $reg ]] || fail "the dead mount's control socket entry $reg is still registered"
 pass "objfs umount of the dead mount: $(cat "$HARNESS_DIR/umount.out")"
 proxy_mode '{}'
 harness_wait_for '[[ $(proxy_stat current_requests) -eq 0 ]]' 30 ||

@@ -340,12 +340,28 @@ static void test_registry(void **state)
 	assert_non_null(strstr(path, "/sha256-"));
 	assert_int_equal(strlen(strrchr(path, '/')), 1 + 7 + 64 + 5);
 
+	/* entries of mounts that died (their socket is gone) are swept at the next registration;
+	 * a live one and anything else stay */
+	char dead[PATH_MAX], live[PATH_MAX], other_file[PATH_MAX];
+	assert_int_equal(mkdir(run, 0700), 0);
+	snprintf(dead, sizeof(dead), "%s/%%2Fdead.sock", run);
+	assert_int_equal(symlink("/nonexistent/ctl.sock", dead), 0);
+	snprintf(live, sizeof(live), "%s/%%2Flive.sock", run);
+	assert_int_equal(symlink(x->sock, live), 0);
+	snprintf(other_file, sizeof(other_file), "%s/notes", run);
+	assert_int_equal(symlink("/nonexistent/notes", other_file), 0);
+
 	assert_int_equal(ctl_server_register(x->srv, mnt, err, sizeof(err)), 0);
 	assert_int_equal(ctl_registry_path((unsigned)geteuid(), mnt, path, sizeof(path)), 0);
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISLNK(st.st_mode));
 	assert_int_equal(stat(run, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(lstat(dead, &st), -1);
+	assert_int_equal(lstat(live, &st), 0);
+	assert_int_equal(lstat(other_file, &st), 0);
+	unlink(live);
+	unlink(other_file);
 
 	/* another spelling of the same mount point, through a symlinked parent */
 	char link[160];
