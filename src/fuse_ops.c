@@ -1737,38 +1737,34 @@ static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
 		data_cache_close(h->dcf);
 		h->dcf = NULL;
 	}
-	if (err == ESTALE) {
-		/* the store says what it is now (attributes from the journal may be older) */
-		const char *from = h->read_key ? h->read_key : h->key;
-
-		log_warn("'%s' changed while open; reading the new version", h->key);
-		meta_cache_invalidate(fs->mc, h->key);
-		store_attr_init(&sa);
-		rv = store_head(h->st, from, NULL, &sa);
-		if (rv == 0) {
-			h->dcf = data_cache_open(fs->dc, h->st, from, sa.etag, sa.size, &rv);
-			h->attr.size = sa.size;
-			snprintf(h->attr.etag, sizeof(h->attr.etag), "%s", sa.etag);
-		}
-		store_attr_free(&sa);
-		return h->dcf ? 0 : rv ? fo_store_errno(rv) : EIO;
-	}
-	/* gone from where it was read: a pending rename's copy moved it on (to key, or to a key
-	 * between in a chain of renames) */
+	/* Where the object is now, and its ETag: */
 	char where[PATH_MAX];
+	struct store *st = h->st;
 
 	store_attr_init(&sa);
-	rv = fo_head_renamed(fs, h->key, &sa, where);
-	if (rv == FO_NOT_RENAMED) {
-		snprintf(where, sizeof(where), "%s", h->key);
-		rv = store_head(fs->dst, h->key, NULL, &sa);
+	if (err == ESTALE) {
+		/* changed where it was read: ask the store (journal attributes may be older) */
+		log_warn("'%s' changed while open; reading the new version", h->key);
+		meta_cache_invalidate(fs->mc, h->key);
+		snprintf(where, sizeof(where), "%s", h->read_key ? h->read_key : h->key);
+		rv = store_head(st, where, NULL, &sa);
+	} else {
+		/* gone from where it was read: a pending rename's copy moved it on (to key, or to
+		 * a key between in a chain of renames) */
+		st = fs->dst;
+		rv = fo_head_renamed(fs, h->key, &sa, where);
+		if (rv == FO_NOT_RENAMED) {
+			snprintf(where, sizeof(where), "%s", h->key);
+			rv = store_head(st, h->key, NULL, &sa);
+		}
 	}
 	if (rv == 0) {
 		free(h->read_key);
 		h->read_key = strcmp(where, h->key) ? strdup(where) : NULL;
-		h->st = fs->dst;
-		h->dcf = data_cache_open(fs->dc, fs->dst, h->read_key ? h->read_key : h->key, sa.etag,
-					 sa.size, &rv);
+		h->st = st;
+		h->dcf = data_cache_open(fs->dc, st, where, sa.etag, sa.size, &rv);
+		h->attr.size = sa.size;
+		snprintf(h->attr.etag, sizeof(h->attr.etag), "%s", sa.etag);
 	}
 	store_attr_free(&sa);
 	return h->dcf ? 0 : rv ? rv : EIO;
