@@ -150,6 +150,10 @@ for i in range(10):
 PY
 assert_eq "$(proxy_stat max_concurrent_conns)/$(proxy_stat total_conns)" "1/10" \
 	"abandoned connections stop counting when the client closes them"
+# their requests still sleep out the delay in the proxy, and then meet whatever mode is set:
+# let them finish before the modes below count their injections
+harness_wait_for '[[ $(proxy_stat current_requests) -eq 0 ]]' 10 ||
+	fail "abandoned requests still in the proxy: $(proxy_stats)"
 proxy_mode '{}'
 
 # ---- 5. each fault mode once
