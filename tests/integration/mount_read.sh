@@ -102,8 +102,7 @@ EOF
 holder=$!
 harness_register_pid "$holder"
 sleep 1.5
-conn=$(mountpoint -d "$mp" | cut -d: -f2)
-echo 1 >"/sys/fs/fuse/connections/$conn/abort" || fail "cannot abort the FUSE connection $conn"
+harness_abort_fuse "$mp" || fail "cannot abort the FUSE connection of $mp"
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
 objfs_umount "$mp"

@@ -119,17 +119,23 @@ _harness_is_mounted() {
 	awk -v d="$1" '$5 == d { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
-# _harness_abort_fuse DIR: abort the FUSE connection behind DIR (unsticks a hung daemon).
-_harness_abort_fuse() {
+# harness_abort_fuse DIR: abort the FUSE connection behind DIR (unsticks a hung daemon, or
+# cuts a live one off as a crashed kernel connection would). Mounts the fusectl file system
+# when it is not (a fresh machine without systemd's mount unit). Fails if it could not abort.
+harness_abort_fuse() {
 	local dev minor
 	dev=$(awk -v d="$1" '$5 == d { print $3 }' /proc/self/mountinfo | tail -n 1)
-	[[ -n $dev ]] || return 0
+	[[ -n $dev ]] || return 1
 	minor=${dev#*:}
 	if [[ ! -d /sys/fs/fuse/connections/$minor ]] && [[ $(id -u) == 0 ]]; then
 		mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null || true
 	fi
 	[[ -w /sys/fs/fuse/connections/$minor/abort ]] &&
-		echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null || true
+		echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
+}
+
+_harness_abort_fuse() {
+	harness_abort_fuse "$1" || true
 }
 
 # _harness_unmount DIR: unmount DIR, forcibly when it is busy or hung.
