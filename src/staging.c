@@ -39,7 +39,7 @@ struct staging_file {
 	bool has_content;
 	bool frozen;               /* published: copy before the next change */
 	bool dirty;
-	bool forgotten;
+	bool forgotten;            /* written under sg->lock too: lookups skip it */
 	bool appending;            /* written only by appends to this staged file since it was empty */
 	void *stream;              /* follower of the appended content (stream_ops) or NULL */
 	const struct staging_stream_ops *stream_ops;
@@ -127,10 +127,13 @@ void staging_destroy(struct staging *sg)
 	free(sg);
 }
 
+/* The live state of key (sg->lock held). A forgotten one (its name was unlinked while open)
+ * stays in the table for its handles, but is no longer key's: a new file of that name gets
+ * a state of its own. */
 static struct staging_file *staging_lookup(struct staging *sg, const char *key)
 {
 	for (struct staging_file *f = sg->buckets[staging_hash(key)]; f; f = f->next)
-		if (!strcmp(f->key, key))
+		if (!f->forgotten && !strcmp(f->key, key))
 			return f;
 	return NULL;
 }
@@ -202,7 +205,8 @@ int staging_list(struct staging *sg, const char *dir_prefix, void (*cb)(void *ud
 	pthread_mutex_lock(&sg->lock);
 	for (size_t i = 0; i < STAGING_BUCKETS && !rv; i++) {
 		for (struct staging_file *f = sg->buckets[i]; f && !rv; f = f->next) {
-			if (strncmp(f->key, dir_prefix, plen) != 0 || strchr(f->key + plen, '/'))
+			if (f->forgotten || strncmp(f->key, dir_prefix, plen) != 0 ||
+			    strchr(f->key + plen, '/'))
 				continue;
 			if (n == cap) {
 				char **k = realloc(keys, (cap ? cap * 2 : 16) * sizeof(*k));
@@ -578,7 +582,9 @@ int staging_rekey(struct staging *sg, const char *from, const char *to)
 void staging_forget(struct staging_file *f)
 {
 	pthread_mutex_lock(&f->lock);
+	pthread_mutex_lock(&f->sg->lock);
 	f->forgotten = true;
+	pthread_mutex_unlock(&f->sg->lock);
 	f->dirty = false;
 	staging_drop_stream(f);
 	pthread_mutex_unlock(&f->lock);
