@@ -7,8 +7,10 @@
  * the path API hands us exactly the key we need, and libfuse keeps the inode table, lookup
  * counts and the rename/unlink path locking that we would otherwise rewrite. Its one cost is
  * that entry/attr timeouts are global (fuse_config) rather than per reply; they are set from
- * attr_ttl/neg_ttl, which is what objfs wants anyway. nullpath_ok + hard_remove: operations on
- * open handles use the handle's key, unlinked open files are not renamed to .fuse_hidden.
+ * attr_ttl/neg_ttl, which is what objfs wants anyway. nullpath_ok: operations on open handles
+ * use the handle's key. hard_remove is off so that fstat() of an open file that was unlinked
+ * works: libfuse renames it to a hidden name, which objfs takes as the unlink and keeps only in
+ * memory (see "open files that were unlinked" below).
  *
  * Names: path "/a/b" is key "a/b" relative to the store root; a directory "a/b" may have a
  * marker object "a/b/" (s3fs style, with metadata) or be implicit (some key starts with
@@ -42,6 +44,7 @@
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
@@ -179,11 +182,37 @@ static const char *fo_split(const char *key, char *parent)
 	return slash + 1;
 }
 
+#define FO_HIDDEN_PREFIX ".fuse_hidden"
+#define FO_HIDDEN_LEN (sizeof(FO_HIDDEN_PREFIX) - 1 + 16)
+
+/* libfuse's name for an open file that was unlinked: ".fuse_hidden" and 16 hex digits. */
+static bool fo_hidden_name(const char *name, size_t len)
+{
+	if (len != FO_HIDDEN_LEN || memcmp(name, FO_HIDDEN_PREFIX, sizeof(FO_HIDDEN_PREFIX) - 1))
+		return false;
+	for (size_t i = sizeof(FO_HIDDEN_PREFIX) - 1; i < len; i++)
+		if (!isxdigit((unsigned char)name[i]))
+			return false;
+	return true;
+}
+
+static bool fo_hidden_key(const char *key)
+{
+	const char *slash = strrchr(key, '/');
+	const char *name = slash ? slash + 1 : key;
+
+	return fo_hidden_name(name, strlen(name));
+}
+
+/* A name the namespace may show. Hidden names are objfs's own (below): an object of that
+ * name (s3fs leaves some behind) is not shown, and none can be created. */
 static bool fo_name_ok(const char *name, size_t len)
 {
 	if (len == 0 || len > NAME_MAX)
 		return false;
 	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	if (fo_hidden_name(name, len))
 		return false;
 	return memchr(name, '/', len) == NULL;
 }
@@ -398,6 +427,115 @@ static int fo_lookup_store(struct fuse_ops_fs *fs, struct store *st, const char 
 }
 
 /* The attributes of key: 0, ENOENT, EIO... Caches what it learns. */
+/* ---- open files that were unlinked ----
+ * With hard_remove off, libfuse turns the unlink of an open file (and a rename over one) into
+ * a rename to a hidden name in the same directory, unlinks that name at the file's last
+ * release (or at the unmount), and looks the node up by it meanwhile: fstat() without a
+ * handle, fchmod(), futimens(). objfs takes that rename as the unlink (the object's delete
+ * is journaled as for any unlink) and keeps the hidden name only here, in memory, with the
+ * attributes the file had and its staged content, if any. Hidden names never reach the
+ * store: not looked up there, never listed, never created. */
+struct fo_hidden {
+	struct fo_hidden *next;
+	char *key;
+	struct meta_attr attr;
+	struct staging_file *sf; /* a reference to the content written, or NULL */
+};
+
+/* The entry of key; fs->hidden_lock held. */
+static struct fo_hidden **fo_hidden_find(struct fuse_ops_fs *fs, const char *key)
+{
+	struct fo_hidden **pp;
+
+	for (pp = &fs->hidden; *pp && strcmp((*pp)->key, key); pp = &(*pp)->next)
+		;
+	return pp;
+}
+
+static void fo_hidden_free(struct fuse_ops_fs *fs, struct fo_hidden *e)
+{
+	if (e->sf)
+		staging_release(fs->stg, e->sf);
+	free(e->key);
+	free(e);
+}
+
+static int fo_hidden_attr(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma)
+{
+	struct fo_hidden *e;
+	struct store_attr sa;
+	int rv = 0;
+
+	pthread_mutex_lock(&fs->hidden_lock);
+	e = *fo_hidden_find(fs, key);
+	if (!e)
+		rv = ENOENT;
+	else if (e->sf && staging_get_attr(e->sf, &sa) == 0) {
+		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
+		store_attr_free(&sa);
+	} else
+		*ma = e->attr;
+	pthread_mutex_unlock(&fs->hidden_lock);
+	return rv;
+}
+
+/* chmod, chown, utimens of a hidden name: kept with the content, which goes nowhere. */
+static int fo_hidden_set_attr(struct fuse_ops_fs *fs, const char *key, const struct store_attr *ch)
+{
+	struct fo_hidden *e;
+	int rv = 0;
+
+	pthread_mutex_lock(&fs->hidden_lock);
+	e = *fo_hidden_find(fs, key);
+	if (!e) {
+		rv = ENOENT;
+	} else {
+		if (ch->has & STORE_HAS_MODE)
+			e->attr.mode = (e->attr.mode & S_IFMT) | (ch->mode & 07777);
+		if (ch->has & STORE_HAS_UID)
+			e->attr.uid = ch->uid;
+		if (ch->has & STORE_HAS_GID)
+			e->attr.gid = ch->gid;
+		if (ch->has & STORE_HAS_MTIME)
+			e->attr.mtime = ch->mtime;
+		if (ch->has & STORE_HAS_ATIME)
+			e->attr.atime = ch->atime;
+		if (e->sf)
+			staging_set_attr(e->sf, ch);
+	}
+	pthread_mutex_unlock(&fs->hidden_lock);
+	return rv;
+}
+
+static int fo_hidden_truncate(struct fuse_ops_fs *fs, const char *key, uint64_t size)
+{
+	struct fo_hidden *e;
+	int rv;
+
+	pthread_mutex_lock(&fs->hidden_lock);
+	e = *fo_hidden_find(fs, key);
+	rv = !e ? ENOENT : e->sf ? staging_truncate(e->sf, size) : EPERM;
+	pthread_mutex_unlock(&fs->hidden_lock);
+	return rv;
+}
+
+/* The hidden name's unlink, at the last release: nothing left to do at the store. */
+static int fo_hidden_drop(struct fuse_ops_fs *fs, const char *key)
+{
+	struct fo_hidden **pp, *e;
+
+	pthread_mutex_lock(&fs->hidden_lock);
+	pp = fo_hidden_find(fs, key);
+	e = *pp;
+	if (e)
+		*pp = e->next;
+	pthread_mutex_unlock(&fs->hidden_lock);
+	if (!e)
+		return ENOENT;
+	fo_hidden_free(fs, e);
+	return 0;
+}
+
 static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma)
 {
 	char parent[PATH_MAX];
@@ -416,6 +554,8 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 	}
 	if (strlen(key) >= PATH_MAX - 2)
 		return ENAMETOOLONG;
+	if (fo_hidden_key(key))
+		return fo_hidden_attr(fs, key, ma);
 	if (fs->stg && (sf = staging_find(fs->stg, key))) {
 		struct store_attr sa;
 
@@ -919,6 +1059,11 @@ static int fo_check_new_key(const struct fuse_ops_fs *fs, const char *key, size_
 {
 	const char *slash = strrchr(key, '/');
 
+	if (fo_hidden_key(key)) {
+		log_warn("refusing the name '%s': objfs keeps such names for open files that were "
+			 "unlinked (EPERM)", key);
+		return EPERM;
+	}
 	if (strlen(slash ? slash + 1 : key) > NAME_MAX ||
 	    fo_dest_prefix_len(fs) + strlen(key) + extra > FO_KEY_MAX)
 		return ENAMETOOLONG;
@@ -1090,7 +1235,7 @@ static void *fo_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	struct fuse_ops_fs *fs = fo_fs();
 
 	cfg->nullpath_ok = 1;
-	cfg->hard_remove = 1;
+	cfg->hard_remove = 0; /* open files that were unlinked get hidden names (fo_hide) */
 	cfg->use_ino = 0;
 	cfg->auto_cache = 1;
 	cfg->entry_timeout = fs->o->attr_ttl_ms / 1000.0;
@@ -1612,6 +1757,8 @@ static int fo_open(const char *path, struct fuse_file_info *fi)
 
 	if (wr && (rv = fo_check_writable(fs)))
 		return -rv;
+	if (fo_hidden_key(key))
+		return -EPERM; /* an unlinked file: only the handles that had it open can use it */
 	h = calloc(1, sizeof(*h));
 	if (!h || !(h->key = strdup(key))) {
 		free(h);
@@ -1805,6 +1952,14 @@ static int fo_read(const char *path, char *buf, size_t size, off_t off, struct f
 		n = h->dcf ? data_cache_read(h->dcf, buf, size, (uint64_t)off) : -EIO;
 		pthread_rwlock_unlock(&h->dcf_lock);
 	}
+	if (n == -ENOENT) {
+		/* deleted at the store while open (here, by an unlink whose delete has run, or by
+		 * another client): what is not cached is gone. Stale, as NFS says, not "no such
+		 * file" about a file the caller has open. */
+		log_warn("'%s' was deleted at the store while open; reading what is not cached "
+			 "fails (ESTALE)", h->key);
+		return -ESTALE;
+	}
 	if (n < 0) {
 		log_debug("read of '%s' at %lld failed: %s", h->key, (long long)off, strerror((int)-n));
 		return -fo_store_errno((int)-n);
@@ -1911,6 +2066,8 @@ static int fo_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		return -staging_truncate(h->sf, (uint64_t)size);
 	}
 	key = fo_key(path);
+	if (fo_hidden_key(key))
+		return -fo_hidden_truncate(fs, key, (uint64_t)size);
 	rv = fo_getattr_key(fs, key, &ma);
 	if (rv)
 		return -rv;
@@ -1926,41 +2083,87 @@ static int fo_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	return -rv;
 }
 
-static int fo_unlink(const char *path)
+/* Unlink key, whose attributes are ma: 0 or errno. */
+static int fo_unlink_key(struct fuse_ops_fs *fs, const char *key, const struct meta_attr *ma)
 {
-	struct fuse_ops_fs *fs = fo_fs();
-	const char *key = fo_key(path);
 	struct staging_file *sf;
-	struct meta_attr ma;
 	int rv;
 
-	if ((rv = fo_check_writable(fs)))
-		return -rv;
-	rv = fo_getattr_key(fs, key, &ma);
-	if (rv)
-		return -rv;
-	if (S_ISDIR(ma.mode))
-		return -EISDIR;
-	if (ma.flags & META_IN_SOURCE)
-		return -fo_refuse_source("unlink", key);
+	if (S_ISDIR(ma->mode))
+		return EISDIR;
+	if (ma->flags & META_IN_SOURCE)
+		return fo_refuse_source("unlink", key);
 	if (fs->overlay) {
 		struct store_attr sa;
 
 		/* deleting the copy would bring the source version back */
 		if (store_head(fs->src, key, NULL, &sa) == 0) {
 			store_attr_free(&sa);
-			return -fo_refuse_source("unlink", key);
+			return fo_refuse_source("unlink", key);
 		}
 	}
 	sf = staging_find(fs->stg, key);
 	if (sf) {
+		/* open for writing and not written yet: the handle's first write would copy the
+		 * content in from the name, which is about to go */
+		if ((rv = staging_copy_up(sf)))
+			log_warn("unlink of '%s', which is open: cannot copy its content in (%s); "
+				 "writes through the open file will fail", key, strerror(rv));
 		staging_forget(sf);
 		staging_release(fs->stg, sf);
 	}
 	rv = sync_remove(fs->sync, key);
 	if (rv)
-		return -rv;
+		return rv;
 	fo_changed(fs, key, NULL);
+	return 0;
+}
+
+static int fo_unlink(const char *path)
+{
+	struct fuse_ops_fs *fs = fo_fs();
+	const char *key = fo_key(path);
+	struct meta_attr ma;
+	int rv;
+
+	/* first: libfuse also unlinks hidden names after the unmount, with nothing else left */
+	if (fo_hidden_key(key))
+		return -fo_hidden_drop(fs, key);
+	if ((rv = fo_check_writable(fs)))
+		return -rv;
+	rv = fo_getattr_key(fs, key, &ma);
+	if (rv)
+		return -rv;
+	return -fo_unlink_key(fs, key, &ma);
+}
+
+/* rename(from, hidden), libfuse's unlink of an open file: unlink from, keep hidden here. */
+static int fo_hide(struct fuse_ops_fs *fs, const char *from, const char *hidden)
+{
+	struct fo_hidden *e;
+	int rv;
+
+	if ((rv = fo_check_writable(fs)))
+		return rv;
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->key = strdup(hidden))) {
+		free(e);
+		return ENOMEM;
+	}
+	rv = fo_getattr_key(fs, from, &e->attr);
+	if (!rv) {
+		e->sf = staging_find(fs->stg, from); /* written: the content goes on with the file */
+		rv = fo_unlink_key(fs, from, &e->attr);
+	}
+	if (rv) {
+		fo_hidden_free(fs, e);
+		return rv;
+	}
+	e->attr.flags = META_PENDING;
+	pthread_mutex_lock(&fs->hidden_lock);
+	e->next = fs->hidden;
+	fs->hidden = e;
+	pthread_mutex_unlock(&fs->hidden_lock);
 	return 0;
 }
 
@@ -2136,6 +2339,10 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 	bool to_exists;
 	int rv;
 
+	if (fo_hidden_key(to))
+		return flags ? -EINVAL : -fo_hide(fs, from, to);
+	if (fo_hidden_key(from))
+		return -EPERM; /* libfuse never renames one; its name is not the user's */
 	if ((rv = fo_check_writable(fs)))
 		return -rv;
 	if (flags & ~(unsigned)RENAME_NOREPLACE)
@@ -2269,6 +2476,8 @@ static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct
 		return -EBADF;
 	if (!key[0])
 		return fo_set_root_attr(fs, ch);
+	if (fo_hidden_key(key))
+		return -fo_hidden_set_attr(fs, key, ch);
 	rv = fo_getattr_key(fs, key, &ma);
 	if (rv)
 		return -rv;
@@ -2474,6 +2683,18 @@ void fuse_ops_release_all(struct fuse_ops_fs *fs)
 	for (; (dh = dirs); n++) {
 		dirs = dh->open_next;
 		fo_dir_free(dh);
+	}
+	/* before staging goes: the hidden names' references to it (libfuse's unlink of them,
+	 * after this, finds nothing) */
+	pthread_mutex_lock(&fs->hidden_lock);
+	struct fo_hidden *hidden = fs->hidden;
+	fs->hidden = NULL;
+	pthread_mutex_unlock(&fs->hidden_lock);
+	while (hidden) {
+		struct fo_hidden *next = hidden->next;
+
+		fo_hidden_free(fs, hidden);
+		hidden = next;
 	}
 	if (n)
 		log_notice("freed %u handle(s) the kernel did not release before the unmount", n);

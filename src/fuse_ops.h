@@ -19,6 +19,7 @@ struct store;
 struct data_cache;
 struct sync;
 struct staging;
+struct fo_hidden;
 
 struct fuse_ops_fs {
 	const struct objfs_opts *o;
@@ -38,6 +39,9 @@ struct fuse_ops_fs {
 	pthread_mutex_t root_lock;
 	bool root_changed;
 	struct timespec mount_time; /* the times of objects that carry none */
+	/* Open files that were unlinked, by libfuse's hidden name (fuse_ops.c: hidden_lock). */
+	struct fo_hidden *hidden;
+	pthread_mutex_t hidden_lock;
 	int initialized;       /* set (atomically) when the kernel's INIT has been handled */
 };
 

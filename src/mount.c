@@ -877,6 +877,7 @@ static int mount_start(struct mount_state *ms, char *err, size_t errlen)
 	ms->fs.root.flags = META_MARKER;
 	ms->fs.mount_time = ms->fs.root.mtime;
 	pthread_mutex_init(&ms->fs.root_lock, NULL);
+	pthread_mutex_init(&ms->fs.hidden_lock, NULL);
 
 	rv = mount_ctl_start(ms, err, errlen);
 	if (rv)

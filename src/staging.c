@@ -473,6 +473,16 @@ int staging_truncate(struct staging_file *f, uint64_t size)
 	return rv;
 }
 
+int staging_copy_up(struct staging_file *f)
+{
+	int rv;
+
+	pthread_mutex_lock(&f->lock);
+	rv = f->has_content ? 0 : staging_prepare(f, UINT64_MAX);
+	pthread_mutex_unlock(&f->lock);
+	return rv;
+}
+
 bool staging_has_content(struct staging_file *f)
 {
 	bool r;

@@ -92,6 +92,9 @@ int staging_truncate(struct staging_file *f, uint64_t size);
 /* Whether the staged file holds the content (copied up, written or truncated); when not,
  * reads must go to the existing content. */
 bool staging_has_content(struct staging_file *f);
+/* Copy the existing content in now, if it is not yet (before its name goes away: the copy
+ * reads it there). 0 or errno. */
+int staging_copy_up(struct staging_file *f);
 /* Read from the staged content: bytes read or -errno (-EAGAIN when !has_content). */
 ssize_t staging_read(struct staging_file *f, void *buf, size_t len, uint64_t off);
 

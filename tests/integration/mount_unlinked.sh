@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# mount_unlinked.sh - open files that are unlinked (or renamed over) behave as on a local disk:
+#   - fstat, fchmod, ftruncate, write and read of the open file keep working (libfuse's
+#     hidden name, kept in memory only), nlink is 0;
+#   - the name is gone from lookups and listings at once, while the file is still open;
+#   - a new file created under the same name while the old one is open is its own file: it
+#     is uploaded with its own content (it used to share the unlinked file's staged state,
+#     which is never uploaded, and was lost);
+#   - rename over an open file: the open file goes on, the new content is at the name;
+#   - nothing of the unlinked files, and no ".fuse_hidden" object, reaches the bucket;
+#   - an object named like a hidden file (s3fs leaves some) is not shown, and such a name
+#     cannot be created (EPERM);
+#   - an open file whose delete has run at the server: what is cached reads, the rest fails
+#     with ESTALE (the object is gone), never ENOENT.
+# Each check runs with uploads pending (settle=30s) and then again with them committed
+# (settle=20ms), on files new and already stored.
+set -euo pipefail
+. "$(dirname "$0")/../lib/harness.sh"
+. "$(dirname "$0")/mount_common.sh"
+
+harness_init mount_unlinked
+harness_need_fuse
+harness_need python3
+harness_start_s3
+bucket=$(harness_unique unlinked)
+harness_mkbucket "$bucket"
+leftover=.fuse_hidden0000000a00000001
+for k in stored1 stored2 stored3 "$leftover"; do
+	[[ $(s3code -X PUT --data-binary "$k-content" "$S3_ENDPOINT/$bucket/$k") == 200 ]] ||
+		fail "PUT $k"
+done
+
+# unlinked_checks DIR TAG: the open-file checks in DIR (a python script; exits non-zero
+# with a message on the first difference from a local disk)
+unlinked_checks() {
+	python3 - "$1" "$2" <<'EOF'
+import errno, os, stat, sys
+d, tag = sys.argv[1], sys.argv[2]
+
+def check(cond, what):
+    if not cond:
+        sys.exit("%s: %s" % (tag, what))
+
+def gone(path):
+    try:
+        os.stat(path)
+        return False
+    except OSError as e:
+        check(e.errno == errno.ENOENT, "stat of the unlinked %s: %s" % (path, e))
+        return True
+
+def hidden_listed():
+    return [n for n in os.listdir(d) if n.startswith(".fuse_hidden")]
+
+# 1. a new file, written, unlinked while open, then used through the descriptor
+p = os.path.join(d, "new-open")
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"0123456789")
+os.unlink(p)
+check(gone(p), "the unlinked name still exists")
+check("new-open" not in os.listdir(d), "the unlinked name is still listed")
+st = os.fstat(fd)
+check(st.st_size == 10 and st.st_nlink == 0, "fstat: size %d nlink %d" % (st.st_size, st.st_nlink))
+os.write(fd, b"ab")
+os.fchmod(fd, 0o640)
+os.ftruncate(fd, 11)
+st = os.fstat(fd)
+check(st.st_size == 11 and stat.S_IMODE(st.st_mode) == 0o640,
+      "after write, fchmod, ftruncate: size %d mode %o" % (st.st_size, stat.S_IMODE(st.st_mode)))
+check(os.pread(fd, 100, 0) == b"0123456789a", "read back through the descriptor")
+check(not hidden_listed(), "a hidden name is listed: %s" % hidden_listed())
+
+# 2. the same name created again while the old file is open: a file of its own
+with open(p, "w") as f:
+    f.write("the new one")
+os.pwrite(fd, b"old", 11)
+with open(p) as f:
+    check(f.read() == "the new one", "the new file of the same name reads wrong")
+check(os.fstat(fd).st_size == 14, "the old open file's size changed")
+os.close(fd)
+with open(p) as f:
+    check(f.read() == "the new one", "the new file changed when the old one was closed")
+
+# 3. a stored file opened for reading, unlinked, read to the end
+p = os.path.join(d, "stored1")
+with open(p, "rb") as f:
+    os.unlink(p)
+    check(gone(p), "the unlinked stored file still exists")
+    st = os.fstat(f.fileno())
+    check(st.st_nlink == 0 and st.st_size == len(b"stored1-content"), "fstat of a stored file")
+    check(f.read() == b"stored1-content", "read of the unlinked stored file")
+
+# 4. rename over an open file: it goes on; the name holds what was renamed onto it
+a, b = os.path.join(d, "stored2"), os.path.join(d, "over-target")
+with open(b, "w") as f:
+    f.write("target")
+fd = os.open(b, os.O_RDWR)
+os.rename(a, b)
+check(os.fstat(fd).st_size == 6, "fstat of the file renamed over")
+os.write(fd, b"X")
+with open(b) as f:
+    check(f.read() == "stored2-content", "the name renamed onto reads wrong")
+os.close(fd)
+
+# 5. an object with a hidden name is not shown, and such a name cannot be created
+check(not hidden_listed(), "a hidden name is listed: %s" % hidden_listed())
+try:
+    os.close(os.open(os.path.join(d, ".fuse_hidden0000000b00000002"), os.O_CREAT | os.O_WRONLY))
+    sys.exit("%s: creating a hidden name succeeded" % tag)
+except OSError as e:
+    check(e.errno == errno.EPERM, "creating a hidden name: %s (want EPERM)" % e)
+EOF
+}
+
+expect_bucket() { # PREFIX: the objects the checks leave, nothing else
+	local got
+	got=$(s3curl "$S3_ENDPOINT/$bucket?list-type=2&prefix=$1" |
+		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' | sort | tr '\n' ' ')
+	assert_eq "$got" "${1}new-open ${1}over-target ${1}stored3 " "the bucket under '$1'"
+	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}new-open")" "the new one" \
+		"the file created again under the unlinked name was uploaded"
+	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}over-target")" "stored2-content" \
+		"the name renamed over holds the renamed file"
+}
+
+# late_read PREFIX: PREFIX/big, a stored 32 MiB file open for reading is unlinked and its delete runs at
+# the server; what was read (cached) reads again, the rest fails with ESTALE (not ENOENT).
+late_read() {
+	local key=${1}big i reader
+	rm -f "$HARNESS_DIR/go" "$HARNESS_DIR/ready"
+	python3 - "$mp/$key" "$HARNESS_DIR" <<'EOF' &
+import errno, os, sys, time
+p, h = sys.argv[1], sys.argv[2]
+fd = os.open(p, os.O_RDONLY)
+head = os.read(fd, 1 << 20)
+os.unlink(p)
+open(os.path.join(h, "ready"), "w").close()
+while not os.path.exists(os.path.join(h, "go")):
+    time.sleep(0.05)
+try:
+    while os.read(fd, 1 << 20):
+        pass
+    sys.exit("read the whole file after its delete ran (read-ahead is bounded at 8 MiB)")
+except OSError as e:
+    if e.errno != errno.ESTALE:
+        sys.exit("read after the delete: %s (want ESTALE)" % e)
+if os.pread(fd, 1 << 20, 0) != head:
+    sys.exit("the part read before the delete does not read again")
+EOF
+	reader=$!
+	harness_register_pid "$reader"
+	harness_wait_for "test -e $HARNESS_DIR/ready" 10 || fail "the reader did not start"
+	for ((i = 0; i < 100; i++)); do
+		[[ $(s3code -I "$S3_ENDPOINT/$bucket/$key") == 404 ]] && break
+		sleep 0.1
+	done
+	((i < 100)) || fail "the delete of the unlinked file did not run"
+	touch "$HARNESS_DIR/go"
+	wait "$reader" || fail "an open file whose delete ran"
+}
+
+mp=$(objfs_mountpoint unlinked)
+for settle in 30s 20ms; do
+	prefix=s$settle/
+	for k in stored1 stored2 stored3; do
+		[[ $(s3code -X PUT --data-binary "$k-content" "$S3_ENDPOINT/$bucket/$prefix$k") == 200 ]] ||
+			fail "PUT $prefix$k"
+	done
+	if [[ $settle == 20ms ]]; then
+		head -c 32M /dev/urandom >"$HARNESS_DIR/big"
+		[[ $(s3code -X PUT -T "$HARNESS_DIR/big" "$S3_ENDPOINT/$bucket/${prefix}big") == 200 ]] ||
+			fail "PUT ${prefix}big"
+	fi
+	objfs_mount "s3://$bucket" "$mp" "settle=$settle,read_ahead=8M"
+	[[ -e $mp/$leftover ]] && fail "an object with a hidden name is looked up"
+	ls -a "$mp" | grep -q fuse_hidden && fail "an object with a hidden name is listed"
+	unlinked_checks "$mp/s$settle" "settle=$settle" || fail "open files unlinked, settle=$settle"
+	pass "settle=$settle: fstat, fchmod, ftruncate, read and write of open unlinked files"
+	if [[ $settle == 20ms ]]; then
+		late_read "$prefix"
+		pass "an open file whose delete ran: what was read re-reads, the rest fails with ESTALE"
+	fi
+	"$OBJFS_BIN" sync "$mp" >/dev/null || fail "objfs sync failed"
+	objfs_umount "$mp"
+	expect_bucket "$prefix"
+	pass "settle=$settle: the bucket holds the new files, nothing of the unlinked ones"
+done
+assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/$leftover")" "$leftover-content" \
+	"the object with a hidden name is left alone"
+pass "an object named like a hidden file is neither shown nor touched"
