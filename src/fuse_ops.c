@@ -95,7 +95,7 @@ struct fo_ent {
 	char *name;
 	struct meta_attr attr;
 	bool have_attr;
-	int prio;        /* 0 pending, 1 destination, 2 source: lower wins */
+	int prio;        /* -1 open for writing, 0 pending, 1 destination, 2 source: lower wins */
 	bool removed;    /* pending removal: hides lower entries */
 	bool need_head;  /* attributes only from LIST */
 };
@@ -697,7 +697,10 @@ static void fo_pending_cb(void *ud, const char *key, const struct store_attr *sa
 		l->err = fo_list_add(l, name, len, &ma, 0, false, false);
 }
 
-/* A file open for writing (perhaps not journalled yet) shows in its directory. */
+/* A file open for writing (perhaps not journalled yet) shows in its directory, with its live
+ * size and times: they win over its pending record (an earlier close's), which the kernel
+ * would otherwise take from READDIRPLUS as the file's size, and then read short and put the
+ * next O_APPEND write at that size, over what was written since. */
 static void fo_staged_cb(void *ud, const char *key)
 {
 	struct fo_pending_ctx *c = ud;
@@ -712,7 +715,7 @@ static void fo_staged_cb(void *ud, const char *key)
 		fo_attr_from_store(c->fs, &sa, false, META_PENDING, &ma);
 		store_attr_free(&sa);
 		if (!c->l->err)
-			c->l->err = fo_list_add(c->l, name, strlen(name), &ma, 0, false, false);
+			c->l->err = fo_list_add(c->l, name, strlen(name), &ma, -1, false, false);
 	}
 	staging_release(c->fs->stg, sf);
 }
@@ -1562,12 +1565,12 @@ static int fo_dir_start(struct fuse_ops_fs *fs, struct fo_dir *dh)
 		dh->done = true;
 		return 0;
 	}
-	/* Split: pending entries (prio 0) into pend, the page into first. */
+	/* Split: pending and staged entries (prio <= 0) into pend, the page into first. */
 	first.prefix = dh->prefix;
 	dh->pend.prefix = dh->prefix;
 	for (size_t i = 0; i < dh->list.n; i++) {
 		struct fo_ent *e = &dh->list.v[i];
-		struct fo_ent *to = rv ? NULL : fo_list_slot(e->prio == 0 ? &dh->pend : &first);
+		struct fo_ent *to = rv ? NULL : fo_list_slot(e->prio <= 0 ? &dh->pend : &first);
 
 		if (!to) {
 			rv = ENOMEM;

@@ -4,8 +4,11 @@ and on a local directory (the model), with the trees compared after every one.
 
 The operations draw from a few names in a few directories, so that they collide: write,
 append, truncate, rename of files (onto existing names too), rename of directories, unlink,
-mkdir, rmdir, symlink, chmod, and utime to a fixed time. Every operation must give the same
-result on both (success, or the same errno), and afterwards both trees must hold the same
+mkdir, rmdir, symlink, chmod, and utime to a fixed time; and through descriptors kept open
+across the others (so that files are renamed, unlinked and replaced while open): open,
+pwrite, pread, fstat, ftruncate, close. Every operation must give the same result on both
+(success, or the same errno; pread the same bytes, fstat the same size, mode and link
+count), and afterwards both trees must hold the same
 names, types, permission bits, file contents, link targets, and the modification times that
 utime set on files (times from writes differ between the two by nature; a directory's
 changes with its entries locally, which objfs does not store, as s3fs does not). Run with a short settle delay, uploads, renames and deletes commit while the
@@ -53,9 +56,24 @@ def snapshot(root):
     return out
 
 
+MAX_OPEN = 3
+OPEN_FLAGS = [("r", os.O_RDONLY), ("rw", os.O_RDWR), ("rw+creat", os.O_RDWR | os.O_CREAT)]
+
+
 class Ops:
     def __init__(self, rnd):
         self.rnd = rnd
+        self.fds = {}  # root -> open descriptors, the same files in the same order
+        self.out = {}  # root -> what the last operation read (pread, fstat)
+
+    def nopen(self):
+        return min((len(v) for v in self.fds.values()), default=0)
+
+    def close_all(self):
+        for fds in self.fds.values():
+            for fd in fds:
+                os.close(fd)
+        self.fds = {}
 
     def path(self):
         return os.path.join(self.rnd.choice(DIRS), self.rnd.choice(NAMES))
@@ -63,8 +81,13 @@ class Ops:
     def next(self):
         """One operation: (description, function of a root directory)."""
         rnd = self.rnd
-        kind = rnd.choice(["write", "write", "append", "truncate", "rename", "rename",
-                           "renamedir", "unlink", "mkdir", "rmdir", "symlink", "chmod", "utime"])
+        kinds = ["write", "write", "append", "truncate", "rename", "rename", "renamedir",
+                 "unlink", "mkdir", "rmdir", "symlink", "chmod", "utime"]
+        if self.nopen() < MAX_OPEN:
+            kinds += ["open", "open"]
+        if self.nopen():
+            kinds += ["pwrite", "pwrite", "pread", "pread", "fstat", "ftruncate", "close"]
+        kind = rnd.choice(kinds)
         p, q = self.path(), self.path()
         data = os.urandom(rnd.choice([0, 10, 5000, 70000]))
         size = rnd.choice([0, 3, 100000])
@@ -74,6 +97,38 @@ class Ops:
         mode = rnd.choice([0o600, 0o640, 0o644, 0o700, 0o755])
         when = SET_TIMES + rnd.randrange(1000)
         anything = rnd.choice([p, d2])
+        fdi = rnd.randrange(self.nopen()) if self.nopen() else 0
+        flags_name, flags = rnd.choice(OPEN_FLAGS)
+        off = rnd.choice([0, 7, 4096, 70000])
+        ops = self
+
+        def open_(r):
+            fd = os.open(os.path.join(r, p), flags, 0o644)
+            ops.fds.setdefault(r, []).append(fd)
+
+        def pwrite(r):
+            os.pwrite(ops.fds[r][fdi], data[:5000], off)
+
+        def pread(r):
+            fd = ops.fds[r][fdi]
+            try:
+                ops.out[r] = hashlib.md5(os.pread(fd, 200000, off)).hexdigest()
+            except OSError as e:
+                # documented: an open file whose delete has run reads only what is cached
+                if e.errno == errno.ESTALE and os.fstat(fd).st_nlink == 0:
+                    ops.out[r] = "stale"
+                else:
+                    raise
+
+        def fstat(r):
+            st = os.fstat(ops.fds[r][fdi])
+            ops.out[r] = "size %d mode %o nlink %d" % (st.st_size, st.st_mode, st.st_nlink)
+
+        def ftruncate(r):
+            os.ftruncate(ops.fds[r][fdi], size)
+
+        def close(r):
+            os.close(ops.fds[r].pop(fdi))
 
         def write(r):
             with open(os.path.join(r, p), "wb") as fh:
@@ -118,8 +173,11 @@ class Ops:
             os.utime(os.path.join(r, anything), (when, when), follow_symlinks=False)
 
         args = {"renamedir": (d1, d2), "mkdir": (d2,), "rmdir": (d2,), "rename": (p, q),
-                "chmod": (anything, oct(mode)), "utime": (anything, when)}
-        return "%s %r" % (kind, args.get(kind, (p,))), locals()[kind]
+                "chmod": (anything, oct(mode)), "utime": (anything, when),
+                "open": (p, flags_name), "pwrite": (fdi, off, min(len(data), 5000)),
+                "pread": (fdi, off), "fstat": (fdi,), "ftruncate": (fdi, size), "close": (fdi,)}
+        fn = open_ if kind == "open" else locals()[kind]
+        return "%s %r" % (kind, args.get(kind, (p,))), fn
 
 
 def run(root, fn):
@@ -136,12 +194,17 @@ def main():
     history = []
     for i in range(nops):
         what, fn = ops.next()
+        ops.out = {}
         got, want = run(mnt, fn), run(model, fn)
         history.append("%d %s -> %s" % (i, what, errno.errorcode.get(want, want)))
         last = "; ".join(history[-6:])
         if got != want:
             print("op %d %s: the mount gave %s, the model %s (last ops: %s)" % (
                 i, what, errno.errorcode.get(got, got), errno.errorcode.get(want, want), last))
+            return 1
+        if ops.out.get(mnt) != ops.out.get(model) and ops.out.get(mnt) != "stale":
+            print("op %d %s: the mount read %s, the model %s (last ops: %s)" % (
+                i, what, ops.out.get(mnt), ops.out.get(model), last))
             return 1
         try:
             a, b = snapshot(mnt), snapshot(model)
@@ -153,6 +216,7 @@ def main():
                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
             print("op %d %s: the trees differ: %s (last ops: %s)" % (i, what, "; ".join(diff), last))
             return 1
+    ops.close_all()
     print("%d operations (seed %d): the mount matched the model after each" % (nops, seed))
     return 0
 

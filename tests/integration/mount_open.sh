@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# mount_unlinked.sh - open files that are unlinked (or renamed over) behave as on a local disk:
+# mount_open.sh - files kept open while other programs list, unlink and rename them behave as
+# on a local disk:
+#   - a listing (READDIRPLUS: ls -l, python's scandir) of a file open for writing shows its
+#     live size, not the size of its last close still pending upload: the kernel takes that
+#     size for the file's, and put the next O_APPEND write there, over what was written since
+#     (data corruption, before);
 #   - fstat, fchmod, ftruncate, write and read of the open file keep working (libfuse's
 #     hidden name, kept in memory only), nlink is 0;
 #   - the name is gone from lookups and listings at once, while the file is still open;
@@ -18,7 +23,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
 
-harness_init mount_unlinked
+harness_init mount_open
 harness_need_fuse
 harness_need python3
 harness_start_s3
@@ -29,6 +34,29 @@ for k in stored1 stored2 stored3 "$leftover"; do
 	[[ $(s3code -X PUT --data-binary "$k-content" "$S3_ENDPOINT/$bucket/$k") == 200 ]] ||
 		fail "PUT $k"
 done
+
+# append_while_listed DIR: append through an open descriptor, list the directory, append again
+append_while_listed() {
+	python3 - "$1" <<'EOF'
+import os, sys
+d = sys.argv[1]
+p = os.path.join(d, "appended")
+with open(p, "wb") as f:
+    f.write(b"0123456789")
+fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"A" * 5000)
+for e in os.scandir(d):
+    if e.name == "appended" and e.stat().st_size != 5010:
+        sys.exit("the listing shows size %d for a file open for writing of 5010 bytes" % e.stat().st_size)
+os.write(fd, b"B" * 10)
+os.close(fd)
+with open(p, "rb") as f:
+    got = f.read()
+if got != b"0123456789" + b"A" * 5000 + b"B" * 10:
+    sys.exit("appended while listed: %d bytes, %d A, %d B (want 5020, 5000, 10)" % (
+        len(got), got.count(b"A"), got.count(b"B")))
+EOF
+}
 
 # unlinked_checks DIR TAG: the open-file checks in DIR (a python script; exits non-zero
 # with a message on the first difference from a local disk)
@@ -116,7 +144,7 @@ expect_bucket() { # PREFIX: the objects the checks leave, nothing else
 	local got
 	got=$(s3curl "$S3_ENDPOINT/$bucket?list-type=2&prefix=$1" |
 		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' | sort | tr '\n' ' ')
-	assert_eq "$got" "${1}new-open ${1}over-target ${1}stored3 " "the bucket under '$1'"
+	assert_eq "$got" "${1}appended ${1}new-open ${1}over-target ${1}stored3 " "the bucket under '$1'"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}new-open")" "the new one" \
 		"the file created again under the unlinked name was uploaded"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}over-target")" "stored2-content" \
@@ -159,7 +187,7 @@ EOF
 	wait "$reader" || fail "an open file whose delete ran"
 }
 
-mp=$(objfs_mountpoint unlinked)
+mp=$(objfs_mountpoint open)
 for settle in 30s 20ms; do
 	prefix=s$settle/
 	for k in stored1 stored2 stored3; do
@@ -174,6 +202,8 @@ for settle in 30s 20ms; do
 	objfs_mount "s3://$bucket" "$mp" "settle=$settle,read_ahead=8M"
 	[[ -e $mp/$leftover ]] && fail "an object with a hidden name is looked up"
 	ls -a "$mp" | grep -q fuse_hidden && fail "an object with a hidden name is listed"
+	append_while_listed "$mp/s$settle" || fail "appends while the directory is listed, settle=$settle"
+	pass "settle=$settle: a listing shows a file open for writing at its live size; appends stay appends"
 	unlinked_checks "$mp/s$settle" "settle=$settle" || fail "open files unlinked, settle=$settle"
 	pass "settle=$settle: fstat, fchmod, ftruncate, read and write of open unlinked files"
 	if [[ $settle == 20ms ]]; then
