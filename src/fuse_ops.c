@@ -720,6 +720,30 @@ static void fo_staged_cb(void *ud, const char *key)
 	staging_release(c->fs->stg, sf);
 }
 
+/* When the file e of the directory listed as prefix is open for writing: its live attributes
+ * into *live, true. */
+static bool fo_staged_attr(struct fuse_ops_fs *fs, const char *prefix, const struct fo_ent *e,
+			   struct meta_attr *live)
+{
+	char key[PATH_MAX + NAME_MAX + 2];
+	struct staging_file *sf;
+	struct store_attr sa;
+	bool found = false;
+
+	if (!fs->stg || !S_ISREG(e->attr.mode))
+		return false;
+	snprintf(key, sizeof(key), "%s%s", prefix, e->name);
+	if (!(sf = staging_find(fs->stg, key)))
+		return false;
+	if (staging_get_attr(sf, &sa) == 0) {
+		fo_attr_from_store(fs, &sa, false, META_PENDING, live);
+		store_attr_free(&sa);
+		found = true;
+	}
+	staging_release(fs->stg, sf);
+	return found;
+}
+
 /* One page of one store's listing of l->prefix into l: the page after *token (NULL: the
  * first); *token becomes the next page's token, NULL after the last page. */
 static int fo_list_page(struct fuse_ops_fs *fs, struct store *st, int prio, struct fo_list *l,
@@ -1657,7 +1681,11 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		}
 		e = &dh->list.v[i];
 		if (e->have_attr && (flags & FUSE_READDIR_PLUS)) {
-			fo_stat(fs, &e->attr, &st);
+			struct meta_attr live;
+
+			/* a file open for writing: its size now, not the listing's (see
+			 * fo_staged_cb), which may be older than writes made since */
+			fo_stat(fs, fo_staged_attr(fs, dh->prefix, e, &live) ? &live : &e->attr, &st);
 			ff = FUSE_FILL_DIR_PLUS;
 		} else {
 			memset(&st, 0, sizeof(st));

@@ -43,6 +43,7 @@ d = sys.argv[1]
 p = os.path.join(d, "appended")
 with open(p, "wb") as f:
     f.write(b"0123456789")
+os.listdir(d)  # a listing cached with the closed file's size
 fd = os.open(p, os.O_WRONLY | os.O_APPEND)
 os.write(fd, b"A" * 5000)
 for e in os.scandir(d):
