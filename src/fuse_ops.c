@@ -87,6 +87,7 @@ struct fo_handle {
 	 * in handles fo_open made (the others never have a dcf). */
 	pthread_rwlock_t dcf_lock;
 	bool dcf_lock_ready;
+	bool unlinked; /* its name was unlinked while it was open (fo_hide); atomic */
 	struct fo_handle *open_prev, *open_next; /* fo_open_files */
 };
 
@@ -1291,7 +1292,11 @@ static int fo_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	int rv;
 
 	if (fi && fi->fh) {
+		/* The kernel asks with the handle after a setattr through it, and for lseek
+		 * SEEK_END. Its name may have been unlinked, and even taken by another file. */
 		struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
+		bool unlinked = __atomic_load_n(&h->unlinked, __ATOMIC_ACQUIRE) ||
+				(h->sf && staging_is_forgotten(h->sf));
 
 		if (h->sf) {
 			struct store_attr sa;
@@ -1300,14 +1305,17 @@ static int fo_getattr(const char *path, struct stat *st, struct fuse_file_info *
 				fo_attr_from_store(fs, &sa, false, META_PENDING, &ma);
 				store_attr_free(&sa);
 				fo_stat(fs, &ma, st);
+				if (unlinked)
+					st->st_nlink = 0;
 				return 0;
 			}
 		}
-		path = NULL;
-		rv = fo_getattr_key(fs, h->key, &ma);
+		rv = unlinked ? ENOENT : fo_getattr_key(fs, h->key, &ma);
 		if (rv == ENOENT) {
 			ma = h->attr; /* unlinked while open */
-			rv = 0;
+			fo_stat(fs, &ma, st);
+			st->st_nlink = 0;
+			return 0;
 		}
 	} else {
 		if (!path)
@@ -2190,6 +2198,11 @@ static int fo_hide(struct fuse_ops_fs *fs, const char *from, const char *hidden)
 		fo_hidden_free(fs, e);
 		return rv;
 	}
+	pthread_mutex_lock(&fo_open_lock);
+	for (struct fo_handle *h = fo_open_files; h; h = h->open_next)
+		if (!strcmp(h->key, from))
+			__atomic_store_n(&h->unlinked, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&fo_open_lock);
 	e->attr.flags = META_PENDING;
 	pthread_mutex_lock(&fs->hidden_lock);
 	e->next = fs->hidden;

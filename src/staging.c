@@ -483,6 +483,16 @@ int staging_copy_up(struct staging_file *f)
 	return rv;
 }
 
+bool staging_is_forgotten(struct staging_file *f)
+{
+	bool r;
+
+	pthread_mutex_lock(&f->lock);
+	r = f->forgotten;
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
 bool staging_has_content(struct staging_file *f)
 {
 	bool r;

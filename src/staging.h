@@ -108,6 +108,7 @@ bool staging_is_dirty(struct staging_file *f);
 int staging_rekey(struct staging *sg, const char *from, const char *to);
 /* The path was unlinked: never publish it again. */
 void staging_forget(struct staging_file *f);
+bool staging_is_forgotten(struct staging_file *f);
 
 /* If dirty: publish(ud, key, staged path, attr), then freeze. 0 or the callback's errno (the
  * file stays dirty). */

@@ -94,8 +94,10 @@ os.write(fd, b"ab")
 os.fchmod(fd, 0o640)
 os.ftruncate(fd, 11)
 st = os.fstat(fd)
-check(st.st_size == 11 and stat.S_IMODE(st.st_mode) == 0o640,
-      "after write, fchmod, ftruncate: size %d mode %o" % (st.st_size, stat.S_IMODE(st.st_mode)))
+check(st.st_size == 11 and stat.S_IMODE(st.st_mode) == 0o640 and st.st_nlink == 0,
+      "after write, fchmod, ftruncate: size %d mode %o nlink %d" % (
+          st.st_size, stat.S_IMODE(st.st_mode), st.st_nlink))
+check(os.lseek(fd, 0, os.SEEK_END) == 11, "lseek SEEK_END of the unlinked file")
 check(os.pread(fd, 100, 0) == b"0123456789a", "read back through the descriptor")
 check(not hidden_listed(), "a hidden name is listed: %s" % hidden_listed())
 
