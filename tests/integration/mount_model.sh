@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mount_model.sh - random operations (tests/tools/fsmodel.py: writes, appends, truncates,
 # renames of files and directories onto existing names, unlinks, mkdir/rmdir, symlinks on a
-# few colliding names) give the same results and the same tree on the mount as on a local
+# few colliding names, and pwrite/pread/fstat/ftruncate through descriptors kept open across
+# the others) give the same results and the same tree on the mount as on a local
 # directory, checked after every operation. Each seed runs twice: with a 30 s settle
 # everything stays pending in the journal; with 20 ms, uploads, server-side copies and deletes
 # commit while the next operations look the names up. After each run objfs sync, and a
