@@ -2317,6 +2317,25 @@ static int fo_symlink(const char *target, const char *linkpath)
 }
 
 /* Rename every key below directory from to the same place below to (recursively). */
+/* The staged state of a file open for writing follows its rename: what it changed is
+ * published first (the rename then moves it), content it has not copied in yet is copied in
+ * now (its first write would look for it at the old name). 0 or errno. */
+static int fo_staged_rename(struct fuse_ops_fs *fs, const char *from, const char *to)
+{
+	struct staging_file *sf = staging_find(fs->stg, from);
+	int rv;
+
+	if (!sf)
+		return 0;
+	rv = staging_copy_up(sf);
+	if (!rv && staging_is_dirty(sf))
+		rv = staging_publish(sf, fo_publish, fs);
+	staging_release(fs->stg, sf);
+	if (!rv)
+		staging_rekey(fs->stg, from, to);
+	return rv;
+}
+
 static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *to, int depth)
 {
 	struct fo_list l;
@@ -2340,14 +2359,7 @@ static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *
 			rv = fo_rename_tree(fs, a, b, depth + 1);
 			continue;
 		}
-		struct staging_file *sf = staging_find(fs->stg, a);
-		if (sf) {
-			if (staging_is_dirty(sf))
-				rv = staging_publish(sf, fo_publish, fs);
-			staging_release(fs->stg, sf);
-			if (!rv)
-				staging_rekey(fs->stg, a, b);
-		}
+		rv = fo_staged_rename(fs, a, b);
 		if (!rv)
 			rv = sync_rename(fs->sync, a, b);
 	}
@@ -2407,19 +2419,10 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 	if ((rv = fo_check_new_key(fs, to, S_ISDIR(fa.mode) ? 1 : 0)))
 		return -rv;
 	if (!S_ISDIR(fa.mode)) {
-		struct staging_file *sf;
-
 		if (to_exists && S_ISDIR(ta.mode))
 			return -EISDIR;
-		sf = staging_find(fs->stg, from);
-		if (sf) {
-			if (staging_is_dirty(sf))
-				rv = staging_publish(sf, fo_publish, fs);
-			staging_release(fs->stg, sf);
-			if (rv)
-				return -rv;
-			staging_rekey(fs->stg, from, to);
-		}
+		if ((rv = fo_staged_rename(fs, from, to)))
+			return -rv;
 		rv = sync_rename(fs->sync, from, to);
 		if (rv)
 			return -rv;

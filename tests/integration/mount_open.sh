@@ -12,6 +12,8 @@
 #     is uploaded with its own content (it used to share the unlinked file's staged state,
 #     which is never uploaded, and was lost);
 #   - rename over an open file: the open file goes on, the new content is at the name;
+#   - a file open for writing, not written yet, renamed (or its directory): the next write
+#     copies the content in from the new name (it looked at the old one: ENOENT);
 #   - nothing of the unlinked files, and no ".fuse_hidden" object, reaches the bucket;
 #   - an object named like a hidden file (s3fs leaves some) is not shown, and such a name
 #     cannot be created (EPERM);
@@ -133,7 +135,25 @@ with open(b) as f:
     check(f.read() == "stored2-content", "the name renamed onto reads wrong")
 os.close(fd)
 
-# 5. an object with a hidden name is not shown, and such a name cannot be created
+# 5. opened for writing, not written yet, then renamed (itself, or its directory): the first
+# write copies the content in from where it is now, not from the old name
+os.mkdir(os.path.join(d, "dir1"))
+with open(os.path.join(d, "dir1", "f"), "wb") as f:
+    f.write(b"0123456789")
+fd = os.open(os.path.join(d, "dir1", "f"), os.O_RDWR)
+fd2 = os.open(os.path.join(d, "stored3"), os.O_RDWR)
+os.rename(os.path.join(d, "dir1"), os.path.join(d, "dir2"))
+os.rename(os.path.join(d, "stored3"), os.path.join(d, "stored3b"))
+os.pwrite(fd, b"AB", 4)
+os.pwrite(fd2, b"XY", 0)
+os.close(fd)
+os.close(fd2)
+with open(os.path.join(d, "dir2", "f"), "rb") as f:
+    check(f.read() == b"0123AB6789", "written after its directory was renamed")
+with open(os.path.join(d, "stored3b"), "rb") as f:
+    check(f.read() == b"XYored3-content", "written after it was renamed")
+
+# 6. an object with a hidden name is not shown, and such a name cannot be created
 check(not hidden_listed(), "a hidden name is listed: %s" % hidden_listed())
 try:
     os.close(os.open(os.path.join(d, ".fuse_hidden0000000b00000002"), os.O_CREAT | os.O_WRONLY))
@@ -147,7 +167,7 @@ expect_bucket() { # PREFIX: the objects the checks leave, nothing else
 	local got
 	got=$(s3curl "$S3_ENDPOINT/$bucket?list-type=2&prefix=$1" |
 		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' | sort | tr '\n' ' ')
-	assert_eq "$got" "${1}appended ${1}new-open ${1}over-target ${1}stored3 " "the bucket under '$1'"
+	assert_eq "$got" "${1}appended ${1}dir2/ ${1}dir2/f ${1}new-open ${1}over-target ${1}stored3b " "the bucket under '$1'"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}new-open")" "the new one" \
 		"the file created again under the unlinked name was uploaded"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}over-target")" "stored2-content" \
