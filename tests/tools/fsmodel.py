@@ -5,11 +5,11 @@ and on a local directory (the model), with the trees compared after every one.
 The operations draw from a few names in a few directories, so that they collide: write,
 append, truncate, rename of files (onto existing names too), rename of directories, unlink,
 mkdir, rmdir, symlink, chmod, and utime to a fixed time; and through descriptors kept open
-across the others (so that files are renamed, unlinked and replaced while open): open,
-pwrite, pread, fstat, ftruncate, close. Every operation must give the same result on both
-(success, or the same errno; pread the same bytes, fstat the same size, mode and link
-count), and afterwards both trees must hold the same
-names, types, permission bits, file contents, link targets, and the modification times that
+across the others (so that files are renamed, unlinked and replaced while open): open
+(read-only, read-write, creating, appending, truncating), pwrite, pread, fstat, ftruncate,
+close. Every operation must give the same result on both (success, or the same errno;
+pread the same bytes, fstat the same size, mode and link count), and afterwards both trees
+must hold the same names, types, permission bits, file contents, link targets, and the modification times that
 utime set on files (times from writes differ between the two by nature; a directory's
 changes with its entries locally, which objfs does not store, as s3fs does not). Run with a short settle delay, uploads, renames and deletes commit while the
 next operations look the names up; with a long one, everything stays pending. Exit 0 when
@@ -57,7 +57,8 @@ def snapshot(root):
 
 
 MAX_OPEN = 3
-OPEN_FLAGS = [("r", os.O_RDONLY), ("rw", os.O_RDWR), ("rw+creat", os.O_RDWR | os.O_CREAT)]
+OPEN_FLAGS = [("r", os.O_RDONLY), ("rw", os.O_RDWR), ("rw+creat", os.O_RDWR | os.O_CREAT),
+              ("rw+append", os.O_RDWR | os.O_APPEND), ("w+trunc", os.O_WRONLY | os.O_TRUNC)]
 
 
 class Ops:
