@@ -73,8 +73,15 @@
 #define FO_HEAD_THREADS 8  /* parallel HEADs for that */
 #define FO_BLKSIZE 131072  /* st_blksize: the I/O size tools like cp use */
 
-struct fo_handle {
+struct fo_old_key {
+	struct fo_old_key *next;
 	char *key;
+};
+
+struct fo_handle {
+	char *key; /* its name; follows renames (fo_handles_renamed): read it with fo_hkey() */
+	struct fo_old_key *old_keys; /* names it had, freed with it (other threads may hold them) */
+	bool renamed; /* key moved since it was opened; atomic */
 	struct data_cache_file *dcf; /* content at the store */
 	int spool_fd;                /* content in the sync spool; -1 */
 	struct staging_file *sf;     /* staged state (writers, or readers of a file being written) */
@@ -90,6 +97,12 @@ struct fo_handle {
 	bool unlinked; /* its name was unlinked while it was open (fo_hide); atomic */
 	struct fo_handle *open_prev, *open_next; /* fo_open_files */
 };
+
+/* The name of an open file now. */
+static inline const char *fo_hkey(struct fo_handle *h)
+{
+	return __atomic_load_n(&h->key, __ATOMIC_ACQUIRE);
+}
 
 /* One name of a directory listing being built. */
 struct fo_ent {
@@ -1310,7 +1323,7 @@ static int fo_getattr(const char *path, struct stat *st, struct fuse_file_info *
 				return 0;
 			}
 		}
-		rv = unlinked ? ENOENT : fo_getattr_key(fs, h->key, &ma);
+		rv = unlinked ? ENOENT : fo_getattr_key(fs, fo_hkey(h), &ma);
 		if (rv == ENOENT) {
 			ma = h->attr; /* unlinked while open */
 			fo_stat(fs, &ma, st);
@@ -1718,7 +1731,7 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 		char origin[PATH_MAX];
 
 		store_attr_init(&sa);
-		if (fs->sync && sync_lookup(fs->sync, h->key, &sa, spool, &removed) == 1 && !removed) {
+		if (fs->sync && sync_lookup(fs->sync, fo_hkey(h), &sa, spool, &removed) == 1 && !removed) {
 			store_attr_free(&sa);
 			if (spool[0]) {
 				h->spool_fd = open(spool, O_RDONLY | O_CLOEXEC);
@@ -1729,7 +1742,7 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 			struct store_attr oa;
 
 			store_attr_init(&oa);
-			rv = fo_head_renamed(fs, h->key, &oa, origin);
+			rv = fo_head_renamed(fs, fo_hkey(h), &oa, origin);
 			if (rv != FO_NOT_RENAMED) {
 				if (rv) {
 					store_attr_free(&oa);
@@ -1759,7 +1772,7 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 		struct store_attr sa;
 
 		store_attr_init(&sa);
-		rv = store_head(h->st, h->key, NULL, &sa);
+		rv = store_head(h->st, fo_hkey(h), NULL, &sa);
 		snprintf(h->attr.etag, sizeof(h->attr.etag), "%s", sa.etag);
 		if (!rv)
 			h->attr.size = sa.size;
@@ -1767,7 +1780,7 @@ static int fo_open_read_source(struct fuse_ops_fs *fs, struct fo_handle *h)
 		if (rv)
 			return fo_store_errno(rv);
 	}
-	h->dcf = data_cache_open(fs->dc, h->st, h->key, h->attr.etag, h->attr.size, &rv);
+	h->dcf = data_cache_open(fs->dc, h->st, fo_hkey(h), h->attr.etag, h->attr.size, &rv);
 	return h->dcf ? 0 : fo_store_errno(rv);
 }
 
@@ -1780,6 +1793,13 @@ static void fo_handle_free(struct fuse_ops_fs *fs, struct fo_handle *h)
 	if (h->sf)
 		staging_release(fs->stg, h->sf);
 	free(h->read_key);
+	while (h->old_keys) {
+		struct fo_old_key *o = h->old_keys;
+
+		h->old_keys = o->next;
+		free(o->key);
+		free(o);
+	}
 	free(h->key);
 	if (h->dcf_lock_ready)
 		pthread_rwlock_destroy(&h->dcf_lock);
@@ -1930,23 +1950,23 @@ static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
 	store_attr_init(&sa);
 	if (err == ESTALE) {
 		/* changed where it was read: ask the store (journal attributes may be older) */
-		log_warn("'%s' changed while open; reading the new version", h->key);
-		meta_cache_invalidate(fs->mc, h->key);
-		snprintf(where, sizeof(where), "%s", h->read_key ? h->read_key : h->key);
+		log_warn("'%s' changed while open; reading the new version", fo_hkey(h));
+		meta_cache_invalidate(fs->mc, fo_hkey(h));
+		snprintf(where, sizeof(where), "%s", h->read_key ? h->read_key : fo_hkey(h));
 		rv = store_head(st, where, NULL, &sa);
 	} else {
 		/* gone from where it was read: a pending rename's copy moved it on (to key, or to
 		 * a key between in a chain of renames) */
 		st = fs->dst;
-		rv = fo_head_renamed(fs, h->key, &sa, where);
+		rv = fo_head_renamed(fs, fo_hkey(h), &sa, where);
 		if (rv == FO_NOT_RENAMED) {
-			snprintf(where, sizeof(where), "%s", h->key);
-			rv = store_head(st, h->key, NULL, &sa);
+			snprintf(where, sizeof(where), "%s", fo_hkey(h));
+			rv = store_head(st, fo_hkey(h), NULL, &sa);
 		}
 	}
 	if (rv == 0) {
 		free(h->read_key);
-		h->read_key = strcmp(where, h->key) ? strdup(where) : NULL;
+		h->read_key = strcmp(where, fo_hkey(h)) ? strdup(where) : NULL;
 		h->st = st;
 		h->dcf = data_cache_open(fs->dc, st, where, sa.etag, sa.size, &rv);
 		h->attr.size = sa.size;
@@ -1956,51 +1976,172 @@ static int fo_read_reopen(struct fuse_ops_fs *fs, struct fo_handle *h,
 	return h->dcf ? 0 : rv ? rv : EIO;
 }
 
+/* Read from what the handle reads now: the staged file, a spool file, or the data cache
+ * (*f: which one, for fo_read_reopen). Under h->dcf_lock held for reading when the handle has
+ * it (fo_read_refresh swaps them under it held for writing). */
+static ssize_t fo_read_view(struct fo_handle *h, char *buf, size_t size, off_t off,
+			    struct data_cache_file **f, bool *renamed)
+{
+	ssize_t n;
+
+	*f = NULL;
+	*renamed = false;
+	if (h->sf) {
+		n = staging_read(h->sf, buf, size, (uint64_t)off);
+		if (n != -EAGAIN)
+			return n;
+	}
+	if (h->spool_fd >= 0) {
+		n = pread(h->spool_fd, buf, size, off);
+		return n < 0 ? -errno : n;
+	}
+	*f = h->dcf;
+	*renamed = h->read_key != NULL || __atomic_load_n(&h->renamed, __ATOMIC_ACQUIRE);
+	return *f ? data_cache_read(*f, buf, size, (uint64_t)off) : -EIO;
+}
+
+/* The size of key as this mount knows it without asking the store (a writer's staged file,
+ * the journal, the metadata cache): true when known. */
+static bool fo_local_size(struct fuse_ops_fs *fs, const char *key, uint64_t *size)
+{
+	struct staging_file *sf;
+	struct store_attr sa;
+	struct meta_attr ma;
+	bool removed = false, known = false;
+
+	if (fs->stg && (sf = staging_find(fs->stg, key))) {
+		if (staging_get_attr(sf, &sa) == 0) {
+			*size = sa.size;
+			known = true;
+			store_attr_free(&sa);
+		}
+		staging_release(fs->stg, sf);
+		return known;
+	}
+	if (fs->sync && sync_lookup(fs->sync, key, &sa, NULL, &removed) == 1) {
+		if (!removed && (sa.has || sa.size)) {
+			*size = sa.size;
+			known = true;
+		}
+		store_attr_free(&sa);
+		return known;
+	}
+	if (meta_cache_get_attr(fs->mc, key, &ma) == META_HIT && S_ISREG(ma.mode)) {
+		*size = ma.size;
+		return true;
+	}
+	return false;
+}
+
+/* A read-only handle reads the version of the file it was opened on (a spool file, the
+ * data cache) unless a writer had it open then. When the file was written through this mount
+ * since (a script appending to a log that tail -f reads), a read that ends short of its
+ * size as this mount knows it switches the handle to the current content. true if it did. */
+static bool fo_read_refresh(struct fuse_ops_fs *fs, struct fo_handle *h, uint64_t end)
+{
+	struct data_cache_file *old_dcf;
+	struct staging_file *old_sf;
+	struct store *old_st;
+	char *old_read_key;
+	int old_fd, rv = 0;
+	uint64_t size;
+
+	if (h->writable || !h->dcf_lock_ready || __atomic_load_n(&h->unlinked, __ATOMIC_ACQUIRE) ||
+	    !fo_local_size(fs, fo_hkey(h), &size) || size <= end)
+		return false;
+	pthread_rwlock_wrlock(&h->dcf_lock);
+	old_dcf = h->dcf;
+	old_sf = h->sf;
+	old_fd = h->spool_fd;
+	old_st = h->st;
+	old_read_key = h->read_key;
+	h->dcf = NULL;
+	h->spool_fd = -1;
+	h->read_key = NULL;
+	h->sf = fs->stg ? staging_find(fs->stg, fo_hkey(h)) : NULL;
+	if (!h->sf || !staging_has_content(h->sf)) {
+		struct meta_attr ma;
+
+		rv = fo_getattr_key(fs, fo_hkey(h), &ma);
+		if (!rv && !S_ISREG(ma.mode))
+			rv = EISDIR;
+		if (!rv) {
+			h->attr = ma;
+			rv = fo_open_read_source(fs, h);
+		}
+	}
+	if (rv) { /* keep reading the old version */
+		if (h->sf)
+			staging_release(fs->stg, h->sf);
+		if (h->dcf)
+			data_cache_close(h->dcf);
+		if (h->spool_fd >= 0)
+			close(h->spool_fd);
+		free(h->read_key);
+		h->sf = old_sf;
+		h->dcf = old_dcf;
+		h->spool_fd = old_fd;
+		h->st = old_st;
+		h->read_key = old_read_key;
+	}
+	pthread_rwlock_unlock(&h->dcf_lock);
+	if (rv) {
+		log_debug("'%s' grew; the open file keeps its version: %s", fo_hkey(h), strerror(rv));
+		return false;
+	}
+	if (old_sf)
+		staging_release(fs->stg, old_sf);
+	if (old_dcf)
+		data_cache_close(old_dcf);
+	if (old_fd >= 0)
+		close(old_fd);
+	free(old_read_key);
+	return true;
+}
+
 static int fo_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fuse_ops_fs *fs = fo_fs();
 	struct fo_handle *h = (struct fo_handle *)(uintptr_t)fi->fh;
 	struct data_cache_file *f;
 	bool renamed;
-	ssize_t n;
+	ssize_t n, more;
 	int rv;
 
-	if (h->sf) {
-		n = staging_read(h->sf, buf, size, (uint64_t)off);
-		if (n != -EAGAIN)
-			return (int)n;
+	if (!h->dcf_lock_ready) { /* made by create: the staged file is all there is */
+		n = h->sf ? staging_read(h->sf, buf, size, (uint64_t)off) : -EIO;
+		return (int)(n == -EAGAIN ? -EIO : n);
 	}
-	if (h->spool_fd >= 0) {
-		n = pread(h->spool_fd, buf, size, off);
-		return n < 0 ? -errno : (int)n;
-	}
-	if (!h->dcf_lock_ready)
-		return -EIO; /* no content at the store to read */
 	pthread_rwlock_rdlock(&h->dcf_lock);
-	f = h->dcf;
-	renamed = h->read_key != NULL;
-	n = f ? data_cache_read(f, buf, size, (uint64_t)off) : -EIO;
+	n = fo_read_view(h, buf, size, off, &f, &renamed);
 	pthread_rwlock_unlock(&h->dcf_lock);
-	if (n == -ESTALE || (n == -ENOENT && renamed)) {
+	if (f && (n == -ESTALE || (n == -ENOENT && renamed))) {
 		pthread_rwlock_wrlock(&h->dcf_lock);
 		rv = fo_read_reopen(fs, h, f, (int)-n);
 		pthread_rwlock_unlock(&h->dcf_lock);
 		if (rv)
 			return -fo_store_errno(rv);
 		pthread_rwlock_rdlock(&h->dcf_lock);
-		n = h->dcf ? data_cache_read(h->dcf, buf, size, (uint64_t)off) : -EIO;
+		n = fo_read_view(h, buf, size, off, &f, &renamed);
 		pthread_rwlock_unlock(&h->dcf_lock);
+	}
+	if (n >= 0 && (size_t)n < size && fo_read_refresh(fs, h, (uint64_t)off + (uint64_t)n)) {
+		pthread_rwlock_rdlock(&h->dcf_lock);
+		more = fo_read_view(h, buf + n, size - (size_t)n, off + n, &f, &renamed);
+		pthread_rwlock_unlock(&h->dcf_lock);
+		if (more > 0)
+			n += more;
 	}
 	if (n == -ENOENT) {
 		/* deleted at the store while open (here, by an unlink whose delete has run, or by
 		 * another client): what is not cached is gone. Stale, as NFS says, not "no such
 		 * file" about a file the caller has open. */
 		log_warn("'%s' was deleted at the store while open; reading what is not cached "
-			 "fails (ESTALE)", h->key);
+			 "fails (ESTALE)", fo_hkey(h));
 		return -ESTALE;
 	}
 	if (n < 0) {
-		log_debug("read of '%s' at %lld failed: %s", h->key, (long long)off, strerror((int)-n));
+		log_debug("read of '%s' at %lld failed: %s", fo_hkey(h), (long long)off, strerror((int)-n));
 		return -fo_store_errno((int)-n);
 	}
 	return (int)n;
@@ -2079,9 +2220,9 @@ static int fo_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 		rv = staging_publish(h->sf, fo_publish, fs);
 	if (rv || fs->o->fsync_local)
 		return -rv;
-	rv = sync_wait_key(fs->sync, h->key, fs->o->request_timeout_s * 1000);
+	rv = sync_wait_key(fs->sync, fo_hkey(h), fs->o->request_timeout_s * 1000);
 	if (rv)
-		log_warn("fsync of '%s': not at the destination yet: %s", h->key, strerror(rv));
+		log_warn("fsync of '%s': not at the destination yet: %s", fo_hkey(h), strerror(rv));
 	return rv ? -EIO : 0;
 }
 
@@ -2200,7 +2341,7 @@ static int fo_hide(struct fuse_ops_fs *fs, const char *from, const char *hidden)
 	}
 	pthread_mutex_lock(&fo_open_lock);
 	for (struct fo_handle *h = fo_open_files; h; h = h->open_next)
-		if (!strcmp(h->key, from))
+		if (!strcmp(fo_hkey(h), from))
 			__atomic_store_n(&h->unlinked, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&fo_open_lock);
 	e->attr.flags = META_PENDING;
@@ -2317,6 +2458,36 @@ static int fo_symlink(const char *target, const char *linkpath)
 }
 
 /* Rename every key below directory from to the same place below to (recursively). */
+/* Open files follow a rename of from to to (dir: every file below directory from): their
+ * key is what getattr, fsync and a reader that must find the bytes again use. */
+static void fo_handles_renamed(const char *from, const char *to, bool dir)
+{
+	size_t flen = strlen(from);
+
+	pthread_mutex_lock(&fo_open_lock);
+	for (struct fo_handle *h = fo_open_files; h; h = h->open_next) {
+		const char *key = h->key; /* changes only under fo_open_lock */
+		struct fo_old_key *o;
+		char *moved;
+
+		if (__atomic_load_n(&h->unlinked, __ATOMIC_ACQUIRE) ||
+		    (dir ? strncmp(key, from, flen) || key[flen] != '/' : strcmp(key, from)))
+			continue;
+		o = malloc(sizeof(*o));
+		if (!o || asprintf(&moved, "%s%s", to, key + flen) < 0) {
+			free(o);
+			log_warn("out of memory: the open file '%s' keeps its old name", key);
+			continue;
+		}
+		o->key = h->key;
+		o->next = h->old_keys;
+		h->old_keys = o;
+		__atomic_store_n(&h->key, moved, __ATOMIC_RELEASE);
+		__atomic_store_n(&h->renamed, true, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&fo_open_lock);
+}
+
 /* The staged state of a file open for writing follows its rename: what it changed is
  * published first (the rename then moves it), content it has not copied in yet is copied in
  * now (its first write would look for it at the old name). 0 or errno. */
@@ -2426,6 +2597,7 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 		rv = sync_rename(fs->sync, from, to);
 		if (rv)
 			return -rv;
+		fo_handles_renamed(from, to, false);
 		fa.flags = (fa.flags & ~META_FROM_LIST) | META_PENDING;
 		fo_changed(fs, from, NULL);
 		fo_changed(fs, to, &fa);
@@ -2445,6 +2617,8 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 	}
 	log_info("rename of directory '%s' to '%s': one record per key, not atomic", from, to);
 	rv = fo_rename_tree(fs, from, to, 0);
+	if (!rv)
+		fo_handles_renamed(from, to, true);
 	meta_cache_invalidate_tree(fs->mc, from);
 	meta_cache_invalidate_tree(fs->mc, to);
 	{
@@ -2516,7 +2690,7 @@ static int fo_set_attr(const char *path, struct fuse_file_info *fi, const struct
 	if ((rv = fo_check_writable(fs)))
 		return -rv;
 	if (fi && fi->fh)
-		key = ((struct fo_handle *)(uintptr_t)fi->fh)->key;
+		key = fo_hkey((struct fo_handle *)(uintptr_t)fi->fh);
 	else if (path)
 		key = fo_key(path);
 	else

@@ -18,7 +18,9 @@
 #   - an object named like a hidden file (s3fs leaves some) is not shown, and such a name
 #     cannot be created (EPERM);
 #   - an open file whose delete has run at the server: what is cached reads, the rest fails
-#     with ESTALE (the object is gone), never ENOENT.
+#     with ESTALE (the object is gone), never ENOENT; one renamed reads on from its new name;
+#   - a reader opened on a closed file sees what is appended after it opened, also once the
+#     file was renamed (tail -f, tail -F of a rotated log).
 # Each check runs with uploads pending (settle=30s) and then again with them committed
 # (settle=20ms), on files new and already stored.
 set -euo pipefail
@@ -167,24 +169,33 @@ expect_bucket() { # PREFIX: the objects the checks leave, nothing else
 	local got
 	got=$(s3curl "$S3_ENDPOINT/$bucket?list-type=2&prefix=$1" |
 		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' | sort | tr '\n' ' ')
-	assert_eq "$got" "${1}appended ${1}dir2/ ${1}dir2/f ${1}new-open ${1}over-target ${1}stored3b " "the bucket under '$1'"
+	local big=
+	[[ $1 == s20ms/ ]] && big="${1}big2-renamed "
+	assert_eq "$got" "${1}appended $big${1}dir2/ ${1}dir2/f ${1}log.1 ${1}new-open ${1}over-target ${1}stored3b " \
+		"the bucket under '$1'"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}new-open")" "the new one" \
 		"the file created again under the unlinked name was uploaded"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}over-target")" "stored2-content" \
 		"the name renamed over holds the renamed file"
 }
 
-# late_read PREFIX: PREFIX/big, a stored 32 MiB file open for reading is unlinked and its delete runs at
-# the server; what was read (cached) reads again, the rest fails with ESTALE (not ENOENT).
+# late_read PREFIX: PREFIX/big and PREFIX/big2, stored 32 MiB files, are open for reading;
+# big is unlinked and big2 renamed, and the delete and the rename's copy and delete run at
+# the server. big: what was read (cached) reads again, the rest fails with ESTALE (not
+# ENOENT). big2: reads to the end from its new name, byte for byte (it failed once the old
+# key was gone: the open file did not follow the rename).
 late_read() {
-	local key=${1}big i reader
+	local i reader
 	rm -f "$HARNESS_DIR/go" "$HARNESS_DIR/ready"
-	python3 - "$mp/$key" "$HARNESS_DIR" <<'EOF' &
+	python3 - "$mp/$1" "$HARNESS_DIR" <<'EOF' &
 import errno, os, sys, time
-p, h = sys.argv[1], sys.argv[2]
-fd = os.open(p, os.O_RDONLY)
+d, h = sys.argv[1], sys.argv[2]
+fd = os.open(os.path.join(d, "big"), os.O_RDONLY)
+fd2 = os.open(os.path.join(d, "big2"), os.O_RDONLY)
 head = os.read(fd, 1 << 20)
-os.unlink(p)
+head2 = os.read(fd2, 1 << 20)
+os.unlink(os.path.join(d, "big"))
+os.rename(os.path.join(d, "big2"), os.path.join(d, "big2-renamed"))
 open(os.path.join(h, "ready"), "w").close()
 while not os.path.exists(os.path.join(h, "go")):
     time.sleep(0.05)
@@ -197,17 +208,54 @@ except OSError as e:
         sys.exit("read after the delete: %s (want ESTALE)" % e)
 if os.pread(fd, 1 << 20, 0) != head:
     sys.exit("the part read before the delete does not read again")
+rest = b""
+while True:
+    b = os.read(fd2, 1 << 20)
+    if not b:
+        break
+    rest += b
+with open(os.path.join(h, "big"), "rb") as f:
+    if head2 + rest != f.read():
+        sys.exit("the file renamed while open read %d bytes, not the original" % len(head2 + rest))
 EOF
 	reader=$!
 	harness_register_pid "$reader"
 	harness_wait_for "test -e $HARNESS_DIR/ready" 10 || fail "the reader did not start"
 	for ((i = 0; i < 100; i++)); do
-		[[ $(s3code -I "$S3_ENDPOINT/$bucket/$key") == 404 ]] && break
+		[[ $(s3code -I "$S3_ENDPOINT/$bucket/${1}big") == 404 &&
+			$(s3code -I "$S3_ENDPOINT/$bucket/${1}big2") == 404 ]] && break
 		sleep 0.1
 	done
-	((i < 100)) || fail "the delete of the unlinked file did not run"
+	((i < 100)) || fail "the delete and the rename did not run at the server"
 	touch "$HARNESS_DIR/go"
-	wait "$reader" || fail "an open file whose delete ran"
+	wait "$reader" || fail "open files whose delete or rename ran"
+}
+
+# follow_writes DIR: a reader opened on a closed file reads what is appended through the mount
+# after it opened, also after the file is renamed (tail -f, tail -F of a rotated log)
+follow_writes() {
+	python3 - "$1" <<'EOF'
+import os, sys
+d = sys.argv[1]
+p = os.path.join(d, "log")
+with open(p, "wb") as f:
+    f.write(b"one\n")
+r = os.open(p, os.O_RDONLY)
+if os.read(r, 100) != b"one\n":
+    sys.exit("the reader's first read")
+with open(p, "ab") as f:
+    f.write(b"two\n")
+got = os.read(r, 100)
+if got != b"two\n":
+    sys.exit("the reader read %r after an append (want b'two\\n')" % got)
+os.rename(p, p + ".1")
+with open(p + ".1", "ab") as f:
+    f.write(b"three\n")
+got = os.read(r, 100)
+if got != b"three\n":
+    sys.exit("the reader read %r after the rename and an append (want b'three\\n')" % got)
+os.close(r)
+EOF
 }
 
 mp=$(objfs_mountpoint open)
@@ -219,19 +267,24 @@ for settle in 30s 20ms; do
 	done
 	if [[ $settle == 20ms ]]; then
 		head -c 32M /dev/urandom >"$HARNESS_DIR/big"
-		[[ $(s3code -X PUT -T "$HARNESS_DIR/big" "$S3_ENDPOINT/$bucket/${prefix}big") == 200 ]] ||
-			fail "PUT ${prefix}big"
+		for k in big big2; do
+			[[ $(s3code -X PUT -T "$HARNESS_DIR/big" "$S3_ENDPOINT/$bucket/$prefix$k") == 200 ]] ||
+				fail "PUT $prefix$k"
+		done
 	fi
 	objfs_mount "s3://$bucket" "$mp" "settle=$settle,read_ahead=8M"
 	[[ -e $mp/$leftover ]] && fail "an object with a hidden name is looked up"
 	ls -a "$mp" | grep -q fuse_hidden && fail "an object with a hidden name is listed"
 	append_while_listed "$mp/s$settle" || fail "appends while the directory is listed, settle=$settle"
 	pass "settle=$settle: a listing shows a file open for writing at its live size; appends stay appends"
+	follow_writes "$mp/s$settle" || fail "a reader following appends, settle=$settle"
+	pass "settle=$settle: an open reader reads what is appended after it opened, also after a rename"
 	unlinked_checks "$mp/s$settle" "settle=$settle" || fail "open files unlinked, settle=$settle"
 	pass "settle=$settle: fstat, fchmod, ftruncate, read and write of open unlinked files"
 	if [[ $settle == 20ms ]]; then
 		late_read "$prefix"
 		pass "an open file whose delete ran: what was read re-reads, the rest fails with ESTALE"
+		pass "an open file renamed, the rename done at the server: reads to the end"
 	fi
 	"$OBJFS_BIN" sync "$mp" >/dev/null || fail "objfs sync failed"
 	objfs_umount "$mp"
