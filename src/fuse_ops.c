@@ -440,7 +440,6 @@ static int fo_lookup_store(struct fuse_ops_fs *fs, struct store *st, const char 
 	return 0;
 }
 
-/* The attributes of key: 0, ENOENT, EIO... Caches what it learns. */
 /* ---- open files that were unlinked ----
  * With hard_remove off, libfuse turns the unlink of an open file (and a rename over one) into
  * a rename to a hidden name in the same directory, unlinks that name at the file's last
@@ -550,6 +549,7 @@ static int fo_hidden_drop(struct fuse_ops_fs *fs, const char *key)
 	return 0;
 }
 
+/* The attributes of key: 0, ENOENT, EIO... Caches what it learns. */
 static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma)
 {
 	char parent[PATH_MAX];
@@ -2041,6 +2041,7 @@ static bool fo_read_refresh(struct fuse_ops_fs *fs, struct fo_handle *h, uint64_
 {
 	struct data_cache_file *old_dcf;
 	struct staging_file *old_sf;
+	struct meta_attr old_attr;
 	struct store *old_st;
 	char *old_read_key;
 	int old_fd, rv = 0;
@@ -2055,6 +2056,7 @@ static bool fo_read_refresh(struct fuse_ops_fs *fs, struct fo_handle *h, uint64_
 	old_fd = h->spool_fd;
 	old_st = h->st;
 	old_read_key = h->read_key;
+	old_attr = h->attr;
 	h->dcf = NULL;
 	h->spool_fd = -1;
 	h->read_key = NULL;
@@ -2083,6 +2085,7 @@ static bool fo_read_refresh(struct fuse_ops_fs *fs, struct fo_handle *h, uint64_
 		h->spool_fd = old_fd;
 		h->st = old_st;
 		h->read_key = old_read_key;
+		h->attr = old_attr;
 	}
 	pthread_rwlock_unlock(&h->dcf_lock);
 	if (rv) {
