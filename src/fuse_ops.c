@@ -532,6 +532,27 @@ static int fo_hidden_truncate(struct fuse_ops_fs *fs, const char *key, uint64_t 
 	return rv;
 }
 
+/* Directory from was renamed to to: libfuse's hidden names below it moved along. */
+static void fo_hidden_renamed(struct fuse_ops_fs *fs, const char *from, const char *to)
+{
+	size_t flen = strlen(from);
+
+	pthread_mutex_lock(&fs->hidden_lock);
+	for (struct fo_hidden *e = fs->hidden; e; e = e->next) {
+		char *moved;
+
+		if (strncmp(e->key, from, flen) || e->key[flen] != '/')
+			continue;
+		if (asprintf(&moved, "%s%s", to, e->key + flen) < 0) {
+			log_warn("out of memory: '%s' keeps its old name", e->key);
+			continue;
+		}
+		free(e->key);
+		e->key = moved;
+	}
+	pthread_mutex_unlock(&fs->hidden_lock);
+}
+
 /* The hidden name's unlink, at the last release: nothing left to do at the store. */
 static int fo_hidden_drop(struct fuse_ops_fs *fs, const char *key)
 {
@@ -2620,8 +2641,10 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 	}
 	log_info("rename of directory '%s' to '%s': one record per key, not atomic", from, to);
 	rv = fo_rename_tree(fs, from, to, 0);
-	if (!rv)
+	if (!rv) {
 		fo_handles_renamed(from, to, true);
+		fo_hidden_renamed(fs, from, to);
+	}
 	meta_cache_invalidate_tree(fs->mc, from);
 	meta_cache_invalidate_tree(fs->mc, to);
 	{

@@ -155,7 +155,17 @@ with open(os.path.join(d, "dir2", "f"), "rb") as f:
 with open(os.path.join(d, "stored3b"), "rb") as f:
     check(f.read() == b"XYored3-content", "written after it was renamed")
 
-# 6. an object with a hidden name is not shown, and such a name cannot be created
+# 6. an open file unlinked, then its directory renamed: fstat still works
+os.mkdir(os.path.join(d, "dir3"))
+fd = os.open(os.path.join(d, "dir3", "f"), os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"abc")
+os.unlink(os.path.join(d, "dir3", "f"))
+os.rename(os.path.join(d, "dir3"), os.path.join(d, "dir4"))
+st = os.fstat(fd)
+check(st.st_size == 3 and st.st_nlink == 0, "fstat after its directory was renamed")
+os.close(fd)
+
+# 7. an object with a hidden name is not shown, and such a name cannot be created
 check(not hidden_listed(), "a hidden name is listed: %s" % hidden_listed())
 try:
     os.close(os.open(os.path.join(d, ".fuse_hidden0000000b00000002"), os.O_CREAT | os.O_WRONLY))
@@ -171,7 +181,7 @@ expect_bucket() { # PREFIX: the objects the checks leave, nothing else
 		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' | sort | tr '\n' ' ')
 	local big=
 	[[ $1 == s20ms/ ]] && big="${1}big2-renamed "
-	assert_eq "$got" "${1}appended $big${1}dir2/ ${1}dir2/f ${1}log.1 ${1}new-open ${1}over-target ${1}stored3b " \
+	assert_eq "$got" "${1}appended $big${1}dir2/ ${1}dir2/f ${1}dir4/ ${1}log.1 ${1}new-open ${1}over-target ${1}stored3b " \
 		"the bucket under '$1'"
 	assert_eq "$(s3curl "$S3_ENDPOINT/$bucket/${1}new-open")" "the new one" \
 		"the file created again under the unlinked name was uploaded"
