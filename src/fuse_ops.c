@@ -553,6 +553,31 @@ static void fo_hidden_renamed(struct fuse_ops_fs *fs, const char *from, const ch
 	pthread_mutex_unlock(&fs->hidden_lock);
 }
 
+/* Directory dir was removed: libfuse cannot name the hidden files below it any more (their
+ * fstat() is ESTALE) and will not unlink them; drop them now, not at the unmount, so that
+ * their staged content goes with their last handle. */
+static void fo_hidden_dropped_dir(struct fuse_ops_fs *fs, const char *dir)
+{
+	size_t dlen = strlen(dir);
+	struct fo_hidden **pp, *gone = NULL, *e;
+
+	pthread_mutex_lock(&fs->hidden_lock);
+	for (pp = &fs->hidden; (e = *pp);) {
+		if (!strncmp(e->key, dir, dlen) && e->key[dlen] == '/') {
+			*pp = e->next;
+			e->next = gone;
+			gone = e;
+		} else {
+			pp = &e->next;
+		}
+	}
+	pthread_mutex_unlock(&fs->hidden_lock);
+	while ((e = gone)) {
+		gone = e->next;
+		fo_hidden_free(fs, e);
+	}
+}
+
 /* The hidden name's unlink, at the last release: nothing left to do at the store. */
 static int fo_hidden_drop(struct fuse_ops_fs *fs, const char *key)
 {
@@ -2457,6 +2482,7 @@ static int fo_rmdir(const char *path)
 		return -rv;
 	fo_changed(fs, key, NULL);
 	meta_cache_invalidate_dir(fs->mc, key);
+	fo_hidden_dropped_dir(fs, key);
 	return 0;
 }
 

@@ -165,7 +165,17 @@ st = os.fstat(fd)
 check(st.st_size == 3 and st.st_nlink == 0, "fstat after its directory was renamed")
 os.close(fd)
 
-# 7. an object with a hidden name is not shown, and such a name cannot be created
+# 7. ... and its directory removed: reads and writes go on (fstat is ESTALE: documented)
+os.mkdir(os.path.join(d, "dir5"))
+fd = os.open(os.path.join(d, "dir5", "f"), os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"abc")
+os.unlink(os.path.join(d, "dir5", "f"))
+os.rmdir(os.path.join(d, "dir5"))
+os.write(fd, b"def")
+check(os.pread(fd, 10, 0) == b"abcdef", "read after its directory was removed")
+os.close(fd)
+
+# 8. an object with a hidden name is not shown, and such a name cannot be created
 check(not hidden_listed(), "a hidden name is listed: %s" % hidden_listed())
 try:
     os.close(os.open(os.path.join(d, ".fuse_hidden0000000b00000002"), os.O_CREAT | os.O_WRONLY))
@@ -291,6 +301,8 @@ for settle in 30s 20ms; do
 	pass "settle=$settle: an open reader reads what is appended after it opened, also after a rename"
 	unlinked_checks "$mp/s$settle" "settle=$settle" || fail "open files unlinked, settle=$settle"
 	pass "settle=$settle: fstat, fchmod, ftruncate, read and write of open unlinked files"
+	left=$(find "$OBJFS_CACHE/staging" -type f | wc -l)
+	assert_eq "$left" 0 "settle=$settle: staged files left once every file is closed"
 	if [[ $settle == 20ms ]]; then
 		late_read "$prefix"
 		pass "an open file whose delete ran: what was read re-reads, the rest fails with ESTALE"
