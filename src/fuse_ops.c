@@ -780,10 +780,13 @@ static void fo_staged_cb(void *ud, const char *key)
 	staging_release(c->fs->stg, sf);
 }
 
-/* When the file e of the directory listed as prefix is open for writing: its live attributes
- * into *live, true. */
-static bool fo_staged_attr(struct fuse_ops_fs *fs, const char *prefix, const struct fo_ent *e,
-			   struct meta_attr *live)
+/* The attributes of file e of the directory listed as prefix as they are now, into *live,
+ * when they may have changed since the listing was gathered (true): open for writing (its
+ * staged file), or written through the mount since (each close sets the metadata cache).
+ * The kernel takes READDIRPLUS sizes as the file's: an older one would make it read short
+ * and put the next O_APPEND write at that size, over what was written since. */
+static bool fo_live_attr(struct fuse_ops_fs *fs, const char *prefix, const struct fo_ent *e,
+			 struct meta_attr *live)
 {
 	char key[PATH_MAX + NAME_MAX + 2];
 	struct staging_file *sf;
@@ -793,15 +796,16 @@ static bool fo_staged_attr(struct fuse_ops_fs *fs, const char *prefix, const str
 	if (!fs->stg || !S_ISREG(e->attr.mode))
 		return false;
 	snprintf(key, sizeof(key), "%s%s", prefix, e->name);
-	if (!(sf = staging_find(fs->stg, key)))
-		return false;
-	if (staging_get_attr(sf, &sa) == 0) {
-		fo_attr_from_store(fs, &sa, false, META_PENDING, live);
-		store_attr_free(&sa);
-		found = true;
+	if ((sf = staging_find(fs->stg, key))) {
+		if (staging_get_attr(sf, &sa) == 0) {
+			fo_attr_from_store(fs, &sa, false, META_PENDING, live);
+			store_attr_free(&sa);
+			found = true;
+		}
+		staging_release(fs->stg, sf);
+		return found;
 	}
-	staging_release(fs->stg, sf);
-	return found;
+	return meta_cache_get_attr(fs->mc, key, live) == META_HIT && S_ISREG(live->mode);
 }
 
 /* One page of one store's listing of l->prefix into l: the page after *token (NULL: the
@@ -1750,9 +1754,8 @@ static int fo_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		if (e->have_attr && (flags & FUSE_READDIR_PLUS)) {
 			struct meta_attr live;
 
-			/* a file open for writing: its size now, not the listing's (see
-			 * fo_staged_cb), which may be older than writes made since */
-			fo_stat(fs, fo_staged_attr(fs, dh->prefix, e, &live) ? &live : &e->attr, &st);
+			/* a file written since the listing was gathered: its size now */
+			fo_stat(fs, fo_live_attr(fs, dh->prefix, e, &live) ? &live : &e->attr, &st);
 			ff = FUSE_FILL_DIR_PLUS;
 		} else {
 			memset(&st, 0, sizeof(st));
