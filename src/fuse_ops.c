@@ -440,6 +440,19 @@ static int fo_lookup_store(struct fuse_ops_fs *fs, struct store *st, const char 
 	return 0;
 }
 
+/* The attributes of a file open for writing (sf: its staged state, live size and times). */
+static int fo_staged_meta(struct fuse_ops_fs *fs, struct staging_file *sf, struct meta_attr *ma)
+{
+	struct store_attr sa;
+	int rv = staging_get_attr(sf, &sa);
+
+	if (rv)
+		return rv;
+	fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
+	store_attr_free(&sa);
+	return 0;
+}
+
 /* ---- open files that were unlinked ----
  * With hard_remove off, libfuse turns the unlink of an open file (and a rename over one) into
  * a rename to a hidden name in the same directory, unlinks that name at the file's last
@@ -476,17 +489,13 @@ static void fo_hidden_free(struct fuse_ops_fs *fs, struct fo_hidden *e)
 static int fo_hidden_attr(struct fuse_ops_fs *fs, const char *key, struct meta_attr *ma)
 {
 	struct fo_hidden *e;
-	struct store_attr sa;
 	int rv = 0;
 
 	pthread_mutex_lock(&fs->hidden_lock);
 	e = *fo_hidden_find(fs, key);
 	if (!e)
 		rv = ENOENT;
-	else if (e->sf && staging_get_attr(e->sf, &sa) == 0) {
-		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
-		store_attr_free(&sa);
-	} else
+	else if (!e->sf || fo_staged_meta(fs, e->sf, ma))
 		*ma = e->attr;
 	pthread_mutex_unlock(&fs->hidden_lock);
 	return rv;
@@ -617,15 +626,9 @@ static int fo_getattr_key(struct fuse_ops_fs *fs, const char *key, struct meta_a
 	if (fo_hidden_key(key))
 		return fo_hidden_attr(fs, key, ma);
 	if (fs->stg && (sf = staging_find(fs->stg, key))) {
-		struct store_attr sa;
-
-		rv = staging_get_attr(sf, &sa);
+		rv = fo_staged_meta(fs, sf, ma);
 		staging_release(fs->stg, sf);
-		if (rv)
-			return rv;
-		fo_attr_from_store(fs, &sa, false, META_PENDING, ma);
-		store_attr_free(&sa);
-		return 0;
+		return rv;
 	}
 	if (fo_pending(fs, key, ma, &removed))
 		return 0;
@@ -765,18 +768,13 @@ static void fo_staged_cb(void *ud, const char *key)
 {
 	struct fo_pending_ctx *c = ud;
 	struct staging_file *sf = staging_find(c->fs->stg, key);
-	struct store_attr sa;
 	struct meta_attr ma;
 	const char *name = key + strlen(c->l->prefix);
 
 	if (!sf)
 		return;
-	if (staging_get_attr(sf, &sa) == 0) {
-		fo_attr_from_store(c->fs, &sa, false, META_PENDING, &ma);
-		store_attr_free(&sa);
-		if (!c->l->err)
-			c->l->err = fo_list_add(c->l, name, strlen(name), &ma, -1, false, false);
-	}
+	if (fo_staged_meta(c->fs, sf, &ma) == 0 && !c->l->err)
+		c->l->err = fo_list_add(c->l, name, strlen(name), &ma, -1, false, false);
 	staging_release(c->fs->stg, sf);
 }
 
@@ -790,18 +788,13 @@ static bool fo_live_attr(struct fuse_ops_fs *fs, const char *prefix, const struc
 {
 	char key[PATH_MAX + NAME_MAX + 2];
 	struct staging_file *sf;
-	struct store_attr sa;
-	bool found = false;
+	bool found;
 
 	if (!fs->stg || !S_ISREG(e->attr.mode))
 		return false;
 	snprintf(key, sizeof(key), "%s%s", prefix, e->name);
 	if ((sf = staging_find(fs->stg, key))) {
-		if (staging_get_attr(sf, &sa) == 0) {
-			fo_attr_from_store(fs, &sa, false, META_PENDING, live);
-			store_attr_free(&sa);
-			found = true;
-		}
+		found = fo_staged_meta(fs, sf, live) == 0;
 		staging_release(fs->stg, sf);
 		return found;
 	}
@@ -1361,17 +1354,11 @@ static int fo_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		bool unlinked = __atomic_load_n(&h->unlinked, __ATOMIC_ACQUIRE) ||
 				(h->sf && staging_is_forgotten(h->sf));
 
-		if (h->sf) {
-			struct store_attr sa;
-
-			if (!staging_get_attr(h->sf, &sa)) {
-				fo_attr_from_store(fs, &sa, false, META_PENDING, &ma);
-				store_attr_free(&sa);
-				fo_stat(fs, &ma, st);
-				if (unlinked)
-					st->st_nlink = 0;
-				return 0;
-			}
+		if (h->sf && fo_staged_meta(fs, h->sf, &ma) == 0) {
+			fo_stat(fs, &ma, st);
+			if (unlinked)
+				st->st_nlink = 0;
+			return 0;
 		}
 		rv = unlinked ? ENOENT : fo_getattr_key(fs, fo_hkey(h), &ma);
 		if (rv == ENOENT) {
@@ -1943,11 +1930,8 @@ static int fo_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	{
 		struct meta_attr ma;
 
-		if (staging_get_attr(h->sf, &sa) == 0) {
-			fo_attr_from_store(fs, &sa, false, META_PENDING, &ma);
-			store_attr_free(&sa);
+		if (fo_staged_meta(fs, h->sf, &ma) == 0)
 			fo_changed(fs, key, &ma);
-		}
 	}
 	FO_TRACK(fo_open_files, h);
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -2059,11 +2043,8 @@ static bool fo_local_size(struct fuse_ops_fs *fs, const char *key, uint64_t *siz
 	bool removed = false, known = false;
 
 	if (fs->stg && (sf = staging_find(fs->stg, key))) {
-		if (staging_get_attr(sf, &sa) == 0) {
-			*size = sa.size;
-			known = true;
-			store_attr_free(&sa);
-		}
+		if ((known = fo_staged_meta(fs, sf, &ma) == 0))
+			*size = ma.size;
 		staging_release(fs->stg, sf);
 		return known;
 	}
