@@ -7,7 +7,10 @@
 # usage: bench/fs-bench.sh [BUILDDIR]              (BUILDDIR holds ./objfs)
 # env:   FS="objfs s3fs rclone"   WORKLOADS="seqread listing randread smallfiles seqwrite"
 #        DELAY_MS=0 (one-way latency added by tests/lib/faultproxy.py; 5 for the issue's setup)
-#        BIG_MIB=512 LIST_N=10000 SF_N=1000 SF_KIB=16 RAND_S=20 REPS=1
+#        BIG_MIB=512 LIST_N=10000 SF_N=1000 SF_KIB=16 RAND_S=20
+#        REPS=1 (rounds: each runs raw and every file system once, in an order that rotates
+#        from round to round; with more than one, each number is the median of the rounds and
+#        the ratios are of the medians, with the lowest and highest ratio of a round beside)
 #        OBJFS_OPTS="key=value,..." (extra objfs mount options, to try settings)
 #        SEQWRITE_SOURCE=warm (the 512 MiB written is read into the page cache first, so that
 #        the local disk's read speed is not part of every file system's time) or cold
@@ -30,6 +33,8 @@ LIST_N=${LIST_N:-10000}
 SF_N=${SF_N:-1000}
 SF_KIB=${SF_KIB:-16}
 RAND_S=${RAND_S:-20}
+REPS=${REPS:-1}
+ROUND=1
 [[ -x $OBJFS_BIN ]] || { echo "fs-bench: no $OBJFS_BIN (build first)" >&2; exit 2; }
 
 harness_init fs-bench
@@ -57,7 +62,7 @@ results=$W/results
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-record() { echo "$1 $2 $3 $4" >>"$results"; printf '  %-8s %-22s %10s %s\n' "$1" "$2" "$3" "$4"; }
+record() { echo "$1 $2 $3 $4 $ROUND" >>"$results"; printf '  %-8s %-22s %10s %s\n' "$1" "$2" "$3" "$4"; }
 objfs_cli() { "$OBJFS_BIN" "$@" -o "endpoint=$S3_ENDPOINT,region=$S3_REGION"; }
 
 # ---- fixtures (through the server directly, not the proxy) ----
@@ -149,7 +154,7 @@ run_raw() {
 		: >"$W/rawput.cfg"
 		local f
 		while read -r f; do
-			printf 'url = "%s/src/rawsmall/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$EP" "${f#"$W"/small/}" "$f" >>"$W/rawput.cfg"
+			printf 'url = "%s/src/rawsmall%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$EP" "$ROUND/${f#"$W"/small/}" "$f" >>"$W/rawput.cfg"
 		done < <(find "$W/small" -type f)
 		warm_memory
 		t=$(now)
@@ -248,7 +253,7 @@ run_fs() { # FS
 		mount_fs "$fs"
 		warm_memory
 		t=$(now)
-		cp -r "$W/small" "$MP/sf-$fs"
+		cp -r "$W/small" "$MP/sf-$fs$ROUND"
 		record "$fs" smallfiles_cp "$(since "$t")" s
 		# objfs says when everything is at the server (objfs sync returns), as curl does for
 		# raw: its time ends there and the listing then checks it. The others are polled
@@ -258,10 +263,10 @@ run_fs() { # FS
 			"$OBJFS_BIN" sync "$MP" || fail "objfs sync failed"
 			synced=$(since "$t")
 			local n
-			n=$(server_count "sf-$fs/")
+			n=$(server_count "sf-$fs$ROUND/")
 			((n >= SF_N)) || fail "objfs sync returned with $n of $SF_N objects at the server"
 		else
-			while (($(server_count "sf-$fs/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
+			while (($(server_count "sf-$fs$ROUND/") < SF_N)) && ((SECONDS < deadline)); do sleep 0.2; done
 		fi
 		record "$fs" smallfiles_synced "${synced:-$(since "$t")}" s
 		record "$fs" smallfiles_peak_rss "$(peak_rss)" MiB
@@ -288,26 +293,48 @@ run_fs() { # FS
 }
 
 echo "fs-bench: delay ${DELAY_MS} ms each way, RGW at $S3_ENDPOINT via proxy $EP"
-run_raw
-for fs in $FS; do run_fs "$fs"; done
+# Each round starts one later in the list, so that no file system is always the one that
+# runs first (after the fixtures) or right after a given other.
+order=(raw $FS)
+for ((ROUND = 1; ROUND <= REPS; ROUND++)); do
+	((REPS == 1)) || echo "round $ROUND of $REPS"
+	for ((i = 0; i < ${#order[@]}; i++)); do
+		fs=${order[(i + ROUND - 1) % ${#order[@]}]}
+		if [[ $fs == raw ]]; then run_raw; else run_fs "$fs"; fi
+	done
+done
 
 echo
 echo "ratios (objfs / peer; for times lower is better, for rates higher is better):"
-python3 - "$results" <<'PY'
-import sys
+python3 - "$results" "$REPS" <<'PY'
+import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-val = {(r[0], r[1]): r[2] for r in rows}
-names = sorted({r[1] for r in rows})
-for n in names:
-    o = val.get(("objfs", n))
-    if o is None or o == "NA":
+reps = int(sys.argv[2])
+runs = {}  # (fs, workload) -> {round: value}
+for fs, name, value, _unit, rnd in rows:
+    try:
+        runs.setdefault((fs, name), {})[rnd] = float(value)
+    except ValueError:
+        pass
+def med(key):
+    v = runs.get(key)
+    return statistics.median(v.values()) if v else None
+if reps > 1:
+    print("  (medians of %d rounds; in brackets the lowest and highest ratio of one round)" % reps)
+for n in sorted({r[1] for r in rows}):
+    o = med(("objfs", n))
+    if o is None:
         continue
     parts = []
     for peer in ("raw", "s3fs", "rclone"):
-        p = val.get((peer, n))
-        try:
-            parts.append("%s %.2f" % (peer, float(o) / float(p)))
-        except (TypeError, ValueError, ZeroDivisionError):
-            pass
-    print("  %-22s objfs=%-10s %s" % (n, o, "  ".join(parts)))
+        p = med((peer, n))
+        if not p:
+            continue
+        part = "%s %.2f" % (peer, o / p)
+        both = [r for r in runs[("objfs", n)] if runs[(peer, n)].get(r)]
+        if reps > 1 and len(both) > 1:
+            each = [runs[("objfs", n)][r] / runs[(peer, n)][r] for r in both]
+            part += " [%.2f-%.2f]" % (min(each), max(each))
+        parts.append(part)
+    print("  %-22s objfs=%-10g %s" % (n, o, "  ".join(parts)))
 PY
