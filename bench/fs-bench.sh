@@ -180,6 +180,9 @@ FSPID=""
 mount_fs() { # FS
 	MP=/mnt/objfs-bench-$1
 	local cache=$W/cache-$1 log=$W/$1.log
+	# every mount starts with an empty cache: objfs keeps its data cache across mounts, so a
+	# later round (or workload) would read what an earlier one fetched
+	rm -rf "$cache"
 	mkdir -p "$MP" "$cache"
 	case $1 in
 	objfs)
