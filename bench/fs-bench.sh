@@ -54,8 +54,16 @@ fi
 RGWLOG=$HARNESS_RGW_DIR/log/client.rgw.a.log
 # requests of one kind ("HEAD", "GET") the gateway has logged so far
 rgw_requests() { grep -c "\"$1 /" "$RGWLOG" || true; }
-# bytes the gateway has sent in GET answers so far
-rgw_bytes_out() { awk '/"GET \// { for (i = 1; i <= NF; i++) if ($i ~ /^HTTP\/1.1"$/) { s += $(i + 2) } } END { printf "%d\n", s }' "$RGWLOG"; }
+# bytes sent to the clients so far: counted by the proxy when there is one; else the sizes
+# of the GET answers in the gateway's log (which logs an answer's whole length even when the
+# client stopped reading early, and only once it has written the line)
+bytes_out() {
+	if [[ $DELAY_MS != 0 ]]; then
+		proxy_stat bytes_to_client
+	else
+		awk '/"GET \// { for (i = 1; i <= NF; i++) if ($i ~ /^HTTP\/1.1"$/) { s += $(i + 2) } } END { printf "%d\n", s }' "$RGWLOG"
+	fi
+}
 W=$HARNESS_DIR
 results=$W/results
 : >"$results"
@@ -244,12 +252,12 @@ run_fs() { # FS
 	if [[ " $WORKLOADS " == *" randread "* ]]; then
 		mount_fs "$fs"
 		local out b0
-		b0=$(rgw_bytes_out)
+		b0=$(bytes_out)
 		warm_memory
 		out=$(fio --name=rr --filename="$MP/big" --rw=randread --bs=4k --numjobs=4 --time_based \
 			--runtime="$RAND_S" --ioengine=psync --group_reporting --readonly --output-format=terse 2>/dev/null | tail -1)
 		record "$fs" randread_iops "$(echo "$out" | awk -F';' '{ print $8 }')" IOPS
-		record "$fs" randread_fetched "$(($(rgw_bytes_out) - b0))" bytes
+		record "$fs" randread_fetched "$(($(bytes_out) - b0))" bytes
 		umount_fs
 	fi
 	if [[ " $WORKLOADS " == *" smallfiles "* ]]; then
@@ -339,5 +347,6 @@ for n in sorted({r[1] for r in rows}):
             each = [runs[("objfs", n)][r] / runs[(peer, n)][r] for r in both]
             part += " [%.2f-%.2f]" % (min(each), max(each))
         parts.append(part)
-    print("  %-22s objfs=%-10g %s" % (n, o, "  ".join(parts)))
+    shown = "%d" % o if o == int(o) else "%g" % o
+    print("  %-22s objfs=%-10s %s" % (n, shown, "  ".join(parts)))
 PY
