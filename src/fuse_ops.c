@@ -2541,7 +2541,12 @@ static int fo_staged_rename(struct fuse_ops_fs *fs, const char *from, const char
 	return rv;
 }
 
-static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *to, int depth)
+/* Rename what is below directory from to below to, one record per key, then the marker.
+ * With check, nothing is renamed: the walk only finds what would stop it half-way (an
+ * entry in the read-only source: EROFS; a new key S3 cannot hold: ENAMETOOLONG), so that
+ * the rename can be refused before anything has moved. */
+static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *to, int depth,
+			  bool check)
 {
 	struct fo_list l;
 	int rv;
@@ -2553,6 +2558,7 @@ static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *
 		return rv;
 	for (size_t i = 0; i < l.n && !rv; i++) {
 		char a[PATH_MAX + NAME_MAX + 2], b[PATH_MAX + NAME_MAX + 2];
+		bool dir = S_ISDIR(l.v[i].attr.mode);
 
 		if (l.v[i].attr.flags & META_IN_SOURCE) {
 			rv = fo_refuse_source("rename", from);
@@ -2560,16 +2566,18 @@ static int fo_rename_tree(struct fuse_ops_fs *fs, const char *from, const char *
 		}
 		snprintf(a, sizeof(a), "%s/%s", from, l.v[i].name);
 		snprintf(b, sizeof(b), "%s/%s", to, l.v[i].name);
-		if (S_ISDIR(l.v[i].attr.mode)) {
-			rv = fo_rename_tree(fs, a, b, depth + 1);
-			continue;
+		if (check && (rv = fo_check_new_key(fs, b, dir ? 1 : 0))) {
+			log_warn("refusing a directory rename: '%s' below it cannot become '%s' (%s); "
+				 "nothing was renamed", a, b, strerror(rv));
+			break;
 		}
-		rv = fo_staged_rename(fs, a, b);
-		if (!rv)
+		if (dir)
+			rv = fo_rename_tree(fs, a, b, depth + 1, check);
+		else if (!check && !(rv = fo_staged_rename(fs, a, b)))
 			rv = sync_rename(fs->sync, a, b);
 	}
 	fo_list_free(&l);
-	if (rv)
+	if (rv || check)
 		return rv;
 	/* the marker (if any) last: mode and times of the directory itself */
 	char ma_key[PATH_MAX + 2], mb_key[PATH_MAX + 2];
@@ -2638,19 +2646,24 @@ static int fo_rename(const char *from_path, const char *to_path, unsigned int fl
 		return 0;
 	}
 	if (to_exists) {
-		char marker[PATH_MAX + 2];
-
 		if (!S_ISDIR(ta.mode))
 			return -ENOTDIR;
 		if ((rv = fo_dir_empty(fs, to)))
 			return -rv;
+	}
+	/* everything below must be able to move before anything does */
+	if ((rv = fo_rename_tree(fs, from, to, 0, true)))
+		return -rv;
+	if (to_exists) {
+		char marker[PATH_MAX + 2];
+
 		snprintf(marker, sizeof(marker), "%s/", to);
 		rv = sync_remove(fs->sync, marker);
 		if (rv)
 			return -rv;
 	}
 	log_info("rename of directory '%s' to '%s': one record per key, not atomic", from, to);
-	rv = fo_rename_tree(fs, from, to, 0);
+	rv = fo_rename_tree(fs, from, to, 0, false);
 	if (!rv) {
 		fo_handles_renamed(from, to, true);
 		fo_hidden_renamed(fs, from, to);

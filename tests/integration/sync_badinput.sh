@@ -126,6 +126,18 @@ part_b() {
 	fi
 	grep -q "File name too long" "$HARNESS_DIR/err" || fail "(b) rename: $(sed "s/.*: //" "$HARNESS_DIR/err")"
 	pass "(b) 1025-byte keys are refused at create and rename; 1024 bytes are accepted"
+	# a directory rename that would lengthen the 1024-byte key below it by one: refused before
+	# anything moves ("0first" is renamed first when the walk does not look ahead)
+	echo first >"$mp/$l1/0first" || fail "(b) a file next to the deep tree cannot be written"
+	if mv "$mp/$l1" "$mp/${l1}z" 2>"$HARNESS_DIR/err"; then
+		fail "(b) a directory rename that makes a key below it 1025 bytes succeeded"
+	fi
+	grep -q "File name too long" "$HARNESS_DIR/err" || fail "(b) directory rename: $(sed "s/.*: //" "$HARNESS_DIR/err")"
+	[[ -f $mp/$l1/0first && -f $mp/$deep/$name20 && ! -e $mp/${l1}z ]] ||
+		fail "(b) the refused directory rename moved part of the tree: $(ls "$mp" "$mp/$l1" 2>&1 | cut -c1-40)"
+	grep -q "refusing a directory rename: '.*/${name20}' below it" "$OBJFS_LOG" ||
+		fail "(b) no log line names the key that stopped the directory rename"
+	pass "(b) a directory rename that would make a key below it too long is refused; nothing moved"
 	local notutf8=$'latin1-\xe9t\xe9' what
 	echo other >"$mp/short" || fail "(b) a short file cannot be written"
 	for what in create mkdir rename symlink; do

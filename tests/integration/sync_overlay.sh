@@ -90,6 +90,11 @@ touch -d @1600000000 "$mp/d1/a1"; touch -d @1600000000 "$m/d1/a1"
 if rm "$mp/d3/c6" 2>/dev/null; then fail "removing a source object succeeded"; fi
 if mv "$mp/d3/c7" "$mp/d3/c7b" 2>/dev/null; then fail "renaming a source object succeeded"; fi
 if chmod 600 "$mp/d3/c4" 2>/dev/null; then fail "chmod of a source-only object succeeded"; fi
+# a directory holding both (d1/a1 is now at the destination, d1/a10 is not): refused, and
+# nothing in it moves
+if mv "$mp/d1" "$mp/d1moved" 2>"$HARNESS_DIR/mv.err"; then fail "renaming a directory with source objects in it succeeded"; fi
+grep -q "Read-only file system" "$HARNESS_DIR/mv.err" || fail "mv of d1: $(cat "$HARNESS_DIR/mv.err")"
+[[ -f $mp/d1/a1 && ! -e $mp/d1moved ]] || fail "the refused rename of d1 moved part of it: $(ls "$mp" "$mp/d1moved" 2>&1 | tr '\n' ' ')"
 if touch -d @1600000000 "$mp/d3/c5" 2>"$HARNESS_DIR/touch.err"; then
 	fail "touch -d of a source-only object succeeded"
 fi
@@ -97,7 +102,7 @@ grep -q "Read-only file system" "$HARNESS_DIR/touch.err" || fail "touch -d: $(ca
 if touch "$mp/d3/c8" 2>/dev/null; then fail "touch of a source-only object succeeded"; fi
 cmp -s "$mp/d3/c5" "$src/d3/c5" || fail "after the refused touch d3/c5 does not read back"
 assert_eq "$(stat -c %a.%Y "$mp/d3/c5")" 640.1500000000 "after the refused touch d3/c5 keeps its attributes"
-pass "removing, renaming, chmod and touch of a source-only object are refused (EROFS)"
+pass "removing, renaming, chmod and touch of a source-only object, and renaming a directory holding one, are refused (EROFS)"
 diff -r "$m" "$mp" >/dev/null || fail "the mount differs from the model: $(diff -r "$m" "$mp" | head -3)"
 pass "after the changes the mount matches the model"
 
