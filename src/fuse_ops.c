@@ -395,47 +395,80 @@ static int fo_pending(struct fuse_ops_fs *fs, const char *key, struct meta_attr 
 	return 0;
 }
 
-/* Ask one store about key: 0 (ma filled), ENOENT, or another errno. */
+/* The LIST half of a lookup, run in a thread of its own while the caller sends the HEAD. */
+struct fo_probe {
+	struct store *st;
+	char prefix[PATH_MAX + 2];
+	struct store_list l;
+	int rv;
+	struct store_error err; /* the thread's store_last_error() when rv is set */
+};
+
+static void *fo_probe_main(void *arg)
+{
+	struct fo_probe *p = arg;
+
+	p->rv = p->st->ops->list(p->st, p->prefix, "/", NULL, 1, NULL, &p->l);
+	if (p->rv)
+		p->err = *store_last_error();
+	return NULL;
+}
+
+/* Ask one store about key: 0 (ma filled), ENOENT, or another errno.
+ * A file is known from a HEAD of key, a directory from a LIST of "key/" (one key is enough:
+ * the marker or any name below it). The two are sent at once, as mountpoint-s3 and goofys
+ * do: a directory or a missing name is answered in one round trip instead of two, for one
+ * LIST more when key is a file. */
 static int fo_lookup_store(struct fuse_ops_fs *fs, struct store *st, const char *key, unsigned flags,
 			   struct meta_attr *ma)
 {
 	struct store_attr sa;
-	struct store_list l;
-	char prefix[PATH_MAX + 2];
+	struct fo_probe p = {.st = st};
+	struct store_list *l = &p.l;
+	pthread_t th;
+	bool probing;
 	int rv;
 
+	snprintf(p.prefix, sizeof(p.prefix), "%s/", key);
+	probing = pthread_create(&th, NULL, fo_probe_main, &p) == 0;
 	store_attr_init(&sa);
 	rv = store_head(st, key, NULL, &sa);
-	if (rv == 0) {
-		fo_attr_from_store(fs, &sa, false, flags, ma);
-		store_attr_free(&sa);
-		return 0;
+	if (probing)
+		pthread_join(th, NULL);
+	if (rv != ENOENT) {
+		if (probing && !p.rv)
+			store_list_free(l);
+		if (rv == 0) {
+			fo_attr_from_store(fs, &sa, false, flags, ma);
+			store_attr_free(&sa);
+		}
+		return rv;
 	}
-	if (rv != ENOENT)
-		return rv;
-	snprintf(prefix, sizeof(prefix), "%s/", key);
-	rv = st->ops->list(st, prefix, "/", NULL, 1, NULL, &l);
-	if (rv)
-		return rv;
-	if (l.n_entries == 0 && !l.next_token) {
-		store_list_free(&l);
+	if (!probing) /* no thread: the LIST after the HEAD */
+		fo_probe_main(&p);
+	if (p.rv) {
+		store_set_error(p.err.err, p.err.http_status, p.err.code, p.err.message);
+		return p.rv;
+	}
+	if (l->n_entries == 0 && !l->next_token) {
+		store_list_free(l);
 		return ENOENT;
 	}
-	if (l.n_entries && !l.entries[0].is_prefix && !strcmp(l.entries[0].key, prefix)) {
+	if (l->n_entries && !l->entries[0].is_prefix && !strcmp(l->entries[0].key, p.prefix)) {
 		/* the marker itself: its metadata needs a HEAD */
-		rv = store_head(st, prefix, NULL, &sa);
+		rv = store_head(st, p.prefix, NULL, &sa);
 		if (rv == 0) {
 			fo_attr_from_store(fs, &sa, true, flags | META_MARKER, ma);
 			store_attr_free(&sa);
-			store_list_free(&l);
+			store_list_free(l);
 			return 0;
 		}
 		if (rv != ENOENT) {
-			store_list_free(&l);
+			store_list_free(l);
 			return rv;
 		}
 	}
-	store_list_free(&l);
+	store_list_free(l);
 	fo_implicit_dir(fs, flags, ma);
 	return 0;
 }

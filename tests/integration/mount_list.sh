@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mount_list.sh - `ls -l` of a directory of 10,000 objects costs about 10 LIST requests and no
 # HEAD (the attributes come from the listing), counted at the fault proxy; a second `ls -l`
-# within the TTLs costs no request at all; a name looked up after the listing needs none.
+# within the TTLs costs no request at all; a name looked up after the listing needs none; a
+# cold lookup sends its HEAD and its LIST at once.
 set -euo pipefail
 . "$(dirname "$0")/../lib/harness.sh"
 . "$(dirname "$0")/mount_common.sh"
@@ -104,4 +105,22 @@ grep -qx 'new' "$HARNESS_DIR/mix.names" || fail "a pending new file is not liste
 assert_eq "$(awk '$NF == "x" { print substr($1, 1, 1) }' "$HARNESS_DIR/mix.out")" "-" \
 	"the object x wins over the prefix x/"
 assert_eq "$(cat "$mp/mix/x.0999")" 999 "an entry of the second page reads"
+objfs_umount "$mp"
+
+# A cold lookup sends the HEAD of the name (a file?) and the LIST of "name/" (a directory?) at
+# once, so that a directory or a missing name costs one round trip, not two in a row. The
+# proxy holds every request 300 ms: both are in flight together.
+objfs_mount "s3://$bucket" "$mp" "endpoint=$PROXY_ENDPOINT"
+proxy_mode '{"delay_ms": {"ms": 300}}'
+for name in many not-there; do
+	proxy_reset
+	t0=$(date +%s%N)
+	stat "$mp/$name" >/dev/null 2>&1 || true
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	echo "cold lookup of $name: HEAD=$(proxy_stat requests.HEAD) LIST=$(proxy_stat requests.LIST) in ${ms} ms"
+	assert_eq "$(proxy_stat requests.HEAD)/$(proxy_stat requests.LIST)" 1/1 "a cold lookup of '$name': one HEAD and one LIST"
+	assert_eq "$(proxy_stat max_concurrent_requests)" 2 "the HEAD and the LIST of '$name' were in flight together"
+done
+[[ -d $mp/many && ! -e $mp/not-there ]] || fail "the cold lookups answered wrong"
+proxy_mode '{}'
 objfs_umount "$mp"
